@@ -1,0 +1,201 @@
+"""Deliver the scenario's image to the sandbox and run it the way a user would with ctr.
+
+The container waits on stdin (see image.layout.DEFAULT_CMD) so the live
+container record and bundle can be read before it exits; with `--rm` both are
+gone afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.console import step
+from harness.errors import HarnessError
+from harness.image.layout import ImageLayout, layout_tar
+from harness.image.scenario import Scenario, Sentinel
+from harness.sandbox.daemon import Sandbox
+from harness.sandbox.registry import Registry
+from harness.toolchain.tools import build_statedump
+
+RUNNING_TIMEOUT = 90.0
+EXIT_TIMEOUT = 60.0
+
+_FLAG = re.compile(r"^\s+(--[a-z0-9-]+)", re.M)
+
+
+@dataclass
+class ActionResult:
+    container_id: str
+    commands: list[list[str]] = field(default_factory=list)
+    exit_code: int | None = None
+    output: str = ""
+    captured: dict[str, Path] = field(default_factory=dict)  # what was read while the task ran
+
+    def to_dict(self) -> dict:
+        return {
+            "container_id": self.container_id,
+            "commands": [" ".join(c) for c in self.commands],
+            "exit_code": self.exit_code,
+            "captured": {k: str(v) for k, v in self.captured.items()},
+        }
+
+
+class StateReader:
+    """Reads the daemon's records through its gRPC API (the statedump helper)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.binary = build_statedump()
+
+    def _run(self, *args: str, text: bool = True):
+        command = [str(self.binary), "--address", str(self.sandbox.address), "--namespace", self.sandbox.namespace, *args]
+        proc = subprocess.run(command, capture_output=True, text=text, timeout=60)
+        if proc.returncode != 0:
+            detail = proc.stderr if text else proc.stderr.decode(errors="replace")
+            raise HarnessError(f"reading daemon state failed ({' '.join(args)}): {detail.strip()}")
+        return proc.stdout
+
+    def images(self) -> list[dict]:
+        return json.loads(self._run("images"))
+
+    def container(self, container_id: str) -> dict:
+        return json.loads(self._run("container", container_id))
+
+    def content(self, digest: str) -> bytes:
+        return self._run("content", digest, text=False)
+
+
+def ctr_flags(sandbox: Sandbox, *subcommand: str) -> set[str]:
+    """The long flags the built ctr accepts for a subcommand (e.g. run)."""
+    proc = sandbox.ctr(*subcommand, "--help", check=False, log=False)
+    return set(_FLAG.findall(proc.stdout + proc.stderr))
+
+
+def deliver(sandbox: Sandbox, scenario: Scenario, layout: ImageLayout, registry: Registry | None) -> str:
+    """Get the image into the daemon; returns the image reference to run."""
+    if scenario.image.delivery == "registry":
+        assert registry is not None
+        reference = registry.push(layout, scenario.image.name, scenario.image.tag)
+        step(f"ctr images pull --plain-http {reference}")
+        sandbox.ctr("images", "pull", "--plain-http", reference, timeout=300)
+        return reference
+    archive = layout_tar(layout, layout.directory.parent / "image.tar")
+    step(f"ctr images import {archive.name}")
+    sandbox.ctr("images", "import", str(archive), timeout=300)
+    return layout.reference
+
+
+def runtime_flag_args(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], subcommand: tuple[str, ...]) -> list[str]:
+    values = [s for s in sentinels if s.source == "runtime-flag"]
+    if not values:
+        return []
+    flag = f"--{scenario.action.runtime_flag}"
+    if flag not in ctr_flags(sandbox, *subcommand):
+        raise HarnessError(
+            f"ctr {sandbox.build.version} has no `{' '.join(subcommand)} {flag}` flag; "
+            f"use runtime_flag = \"label\" in the scenario's [action] or a newer containerd"
+        )
+    args: list[str] = []
+    for sentinel in values:
+        args += [flag, f"{sentinel.key}={sentinel.value}"]
+    return args
+
+
+def _task_status(sandbox: Sandbox, container_id: str) -> str | None:
+    proc = sandbox.ctr("tasks", "ls", check=False, log=False, timeout=15)
+    for line in proc.stdout.splitlines()[1:]:
+        parts = line.split()
+        if parts and parts[0] == container_id:
+            return parts[-1]
+    return None
+
+
+def _wait_running(sandbox: Sandbox, process: subprocess.Popen, container_id: str) -> bool:
+    deadline = time.monotonic() + RUNNING_TIMEOUT
+    while time.monotonic() < deadline:
+        if _task_status(sandbox, container_id) == "RUNNING":
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def _capture_live(sandbox: Sandbox, reader: StateReader, container_id: str, out: Path, result: ActionResult) -> None:
+    """Read the container record and the daemon's bundle config.json while the task runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        record = reader.container(container_id)
+    except HarnessError:
+        record = None
+    if record is not None:
+        path = out / "container-record.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        result.captured["container"] = path
+    bundle_config = sandbox.bundle_dir(container_id) / "config.json"
+    if bundle_config.is_file():
+        path = out / "bundle-config.json"
+        path.write_bytes(bundle_config.read_bytes())
+        result.captured["bundle"] = path
+
+
+def _drive(sandbox: Sandbox, reader: StateReader, command: list[str], container_id: str, out: Path,
+           result: ActionResult) -> None:
+    """Start a blocking ctr command, capture while its task runs, then let it finish."""
+    sandbox.log_command(command)
+    result.commands.append(command)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=sandbox.client_env())
+    try:
+        if _wait_running(sandbox, process, container_id):
+            _capture_live(sandbox, reader, container_id, out, result)
+        # One line on stdin lets the container's `read` return and the task exit.
+        output, _ = process.communicate(input="annotrace: done\n", timeout=EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.communicate()
+        raise HarnessError(f"`{' '.join(command[-3:])}` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    result.exit_code = process.returncode
+    result.output += output or ""
+
+
+def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], reference: str,
+               container_id: str, out: Path) -> ActionResult:
+    """Run the scenario's action; `out` receives what was captured."""
+    reader = StateReader(sandbox)
+    result = ActionResult(container_id)
+    fifo = ["--fifo-dir", str(sandbox.fifo_dir)]
+    if scenario.action.kind == "run":
+        extra = runtime_flag_args(sandbox, scenario, sentinels, ("run",))
+        rm = ["--rm"] if scenario.action.rm else []
+        command = sandbox.ctr_command("run", *rm, *fifo, *extra, reference, container_id)
+        step(f"ctr run {' '.join(rm + extra)} {reference} {container_id}")
+        _drive(sandbox, reader, command, container_id, out, result)
+    else:
+        extra = runtime_flag_args(sandbox, scenario, sentinels, ("containers", "create"))
+        create = sandbox.ctr_command("containers", "create", *extra, reference, container_id)
+        step(f"ctr containers create {' '.join(extra)} {reference} {container_id}")
+        sandbox.log_command(create)
+        result.commands.append(create)
+        proc = subprocess.run(create, capture_output=True, text=True, timeout=120, env=sandbox.client_env())
+        if proc.returncode != 0:
+            raise HarnessError(f"`ctr containers create` failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        start = sandbox.ctr_command("tasks", "start", *fifo, container_id)
+        step(f"ctr tasks start {container_id}")
+        _drive(sandbox, reader, start, container_id, out, result)
+        if scenario.action.rm:
+            sandbox.ctr("tasks", "delete", container_id, check=False)
+            sandbox.ctr("containers", "delete", container_id, check=False)
+    if result.exit_code not in (0, None):
+        step(f"the ctr command exited with {result.exit_code}: {result.output.strip()[-200:]}")
+    (out / "ctr-output.txt").write_text(result.output)
+    return result

@@ -1,0 +1,1 @@
+"""Scenario files and the OCI image layouts the harness writes for them."""

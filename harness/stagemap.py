@@ -1,0 +1,176 @@
+"""The stage map: at which stages each sentinel is present, read from real state.
+
+Stages (flow order) and where each is read:
+  index             the image index blob in the daemon's content store
+  manifest          the manifest blob (host platform) in the content store
+  config            the image config blob in the content store
+  image-record      the daemon's image record (labels, target descriptor)
+  container-labels  the container record's labels (read while the task ran)
+  spec              the container record's OCI spec (read while the task ran)
+  bundle            the bundle's config.json written by the daemon (while the task ran)
+  runtime           config.json exactly as the runtime binary received it (recorder),
+                    plus /urunc.json from the rootfs it was handed, base64-decoded
+
+A stage is True or False when it was observed, None when it could not be read
+(for example, a container that exited before its record could be read).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.image.scenario import STAGES, Sentinel, host_platform
+from harness.sandbox.recorder import recordings_in
+
+MEDIA_INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+@dataclass
+class StageDocument:
+    """One piece of real state that belongs to a stage."""
+
+    stage: str
+    label: str  # where it came from, for people
+    data: Any  # parsed JSON
+    decode_base64: bool = False  # urunc.json values are base64
+
+
+@dataclass
+class SentinelStages:
+    sentinel: Sentinel
+    stages: dict[str, bool | None]
+    seen: dict[str, list[str]] = field(default_factory=dict)  # stage -> variable paths
+
+    @property
+    def reached_runtime(self) -> bool:
+        return bool(self.stages.get("runtime"))
+
+    @property
+    def furthest_stage(self) -> str | None:
+        reached = [stage for stage in STAGES if self.stages.get(stage)]
+        return reached[-1] if reached else None
+
+    def to_dict(self) -> dict:
+        return {
+            **self.sentinel.to_dict(),
+            "stages": dict(self.stages),
+            "seen": self.seen,
+            "furthest_stage": self.furthest_stage,
+            "reached_runtime": self.reached_runtime,
+            "drop": None,  # filled by localization (probes + call graph)
+        }
+
+
+def _key(name: str) -> str:
+    return f"[{json.dumps(name)}]"
+
+
+def find_paths(data: Any, value: str, decode_base64: bool = False, path: str = "") -> list[str]:
+    """Every path in a JSON document whose string contains `value`, e.g. annotations["k"]."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for name, item in data.items():
+            if not name.isidentifier():
+                child = f"{path}{_key(name)}"
+            else:
+                child = f"{path}.{name}" if path else name
+            found += find_paths(item, value, decode_base64, child)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found += find_paths(item, value, decode_base64, f"{path}[{index}]")
+    elif isinstance(data, str):
+        if value in data:
+            found.append(path or "<value>")
+        elif decode_base64:
+            try:
+                decoded = base64.b64decode(data, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            if value in decoded:
+                found.append(f"base64({path})")
+    return found
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return data.decode(errors="replace")
+
+
+def _platform_matches(descriptor: dict, wanted: str) -> bool:
+    platform = descriptor.get("platform") or {}
+    parts = wanted.split("/")
+    return platform.get("os") == parts[0] and platform.get("architecture") == parts[1]
+
+
+def content_documents(reader, image_record: dict, platform: str | None = None) -> list[StageDocument]:
+    """Walk the daemon's content store from the image record: index -> manifest -> config."""
+    platform = platform or host_platform()
+    documents: list[StageDocument] = []
+    target = image_record["target"]
+    blob = _json(reader.content(target["digest"]))
+    if target["mediaType"] in MEDIA_INDEXES:
+        documents.append(StageDocument("index", f"content {target['digest']}", blob))
+        manifests = blob.get("manifests", []) if isinstance(blob, dict) else []
+        chosen = next((m for m in manifests if _platform_matches(m, platform)), manifests[0] if manifests else None)
+        if chosen is None:
+            return documents
+        manifest_digest = chosen["digest"]
+        manifest = _json(reader.content(manifest_digest))
+    else:
+        manifest_digest, manifest = target["digest"], blob
+    documents.append(StageDocument("manifest", f"content {manifest_digest}", manifest))
+    if isinstance(manifest, dict) and "config" in manifest:
+        config_digest = manifest["config"]["digest"]
+        documents.append(StageDocument("config", f"content {config_digest}", _json(reader.content(config_digest))))
+    return documents
+
+
+def live_documents(captured: dict[str, Path]) -> list[StageDocument]:
+    documents = []
+    if "container" in captured:
+        record = json.loads(captured["container"].read_text())
+        documents.append(StageDocument("container-labels", "container record labels", record.get("labels") or {}))
+        documents.append(StageDocument("spec", "container record spec", record.get("spec") or {}))
+    if "bundle" in captured:
+        documents.append(StageDocument("bundle", "bundle config.json", _json(captured["bundle"].read_bytes())))
+    return documents
+
+
+def runtime_documents(recordings_dir: Path) -> list[StageDocument]:
+    documents = []
+    if not recordings_dir.is_dir():
+        return documents
+    for recording in recordings_in(recordings_dir):
+        documents.append(StageDocument("runtime", f"recorder {recording.directory.name}/config.json",
+                                       _json(recording.config_json.read_bytes())))
+        if recording.urunc_json is not None:
+            documents.append(StageDocument("runtime", f"recorder {recording.directory.name}/rootfs-urunc.json",
+                                           _json(recording.urunc_json.read_bytes()), decode_base64=True))
+    return documents
+
+
+def stage_map(sentinels: list[Sentinel], documents: list[StageDocument]) -> list[SentinelStages]:
+    observed = {document.stage for document in documents}
+    result = []
+    for sentinel in sentinels:
+        stages: dict[str, bool | None] = {}
+        seen: dict[str, list[str]] = {}
+        for stage in STAGES:
+            if stage not in observed:
+                stages[stage] = None
+                continue
+            paths = []
+            for document in (d for d in documents if d.stage == stage):
+                paths += [f"{document.label}: {p}" for p in find_paths(document.data, sentinel.value, document.decode_base64)]
+            stages[stage] = bool(paths)
+            if paths:
+                seen[stage] = paths
+        result.append(SentinelStages(sentinel, stages, seen))
+    return result

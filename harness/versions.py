@@ -1,0 +1,112 @@
+"""Everything that differs between containerd versions, in one table.
+
+containerd moved its packages when it became a v2 module (`images/` ->
+`core/images/`, `oci/` -> `pkg/oci/`, the client into `client/`). Code elsewhere
+asks this module for names and paths instead of branching on versions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+V1_MODULE = "github.com/containerd/containerd"
+V2_MODULE = "github.com/containerd/containerd/v2"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Source layout of one containerd major version."""
+
+    name: str
+    module: str
+    commands: dict[str, str]  # binary name -> package to build
+    version_pkg: str  # where -X version.Version / version.Revision live
+    # Functions on the annotation path, by role (used by the probe plan and reports).
+    functions: dict[str, str] = field(default_factory=dict)
+
+
+V1_LAYOUT = Layout(
+    name="v1",
+    module=V1_MODULE,
+    commands={
+        "ctr": "./cmd/ctr",
+        "containerd": "./cmd/containerd",
+        "containerd-shim-runc-v2": "./cmd/containerd-shim-runc-v2",
+    },
+    version_pkg=f"{V1_MODULE}/version",
+    functions={
+        "images.Config": f"{V1_MODULE}/images.Config",
+        "images.Manifest": f"{V1_MODULE}/images.Manifest",
+        "client.NewContainer": f"{V1_MODULE}.(*Client).NewContainer",
+        "client.WithImageConfigLabels": f"{V1_MODULE}.WithImageConfigLabels",
+        "oci.WithImageConfigArgs": f"{V1_MODULE}/oci.WithImageConfigArgs",
+        "ctr.NewContainer": f"{V1_MODULE}/cmd/ctr/commands/run.NewContainer",
+        "bundle.NewBundle": f"{V1_MODULE}/runtime/v2.NewBundle",
+    },
+)
+
+V2_LAYOUT = Layout(
+    name="v2",
+    module=V2_MODULE,
+    commands=dict(V1_LAYOUT.commands),
+    version_pkg=f"{V2_MODULE}/version",
+    functions={
+        "images.Config": f"{V2_MODULE}/core/images.Config",
+        "images.Manifest": f"{V2_MODULE}/core/images.Manifest",
+        "client.NewContainer": f"{V2_MODULE}/client.(*Client).NewContainer",
+        "client.WithImageConfigLabels": f"{V2_MODULE}/client.WithImageConfigLabels",
+        "oci.WithImageConfigArgs": f"{V2_MODULE}/pkg/oci.WithImageConfigArgs",
+        "ctr.NewContainer": f"{V2_MODULE}/cmd/ctr/commands/run.NewContainer",
+        "bundle.NewBundle": f"{V2_MODULE}/core/runtime/v2.NewBundle",
+    },
+)
+
+
+@dataclass(frozen=True)
+class ReleaseLine:
+    """A minor release line and what it needs to build."""
+
+    prefix: str  # "v1.7"
+    layout: Layout
+    # Go toolchain to fall back to when the installed Go cannot build this line.
+    # The go command fetches it from the module proxy (golang.org/toolchain).
+    fallback_go: str
+
+
+RELEASE_LINES: tuple[ReleaseLine, ...] = (
+    ReleaseLine("v1.6", V1_LAYOUT, "go1.22.12"),
+    ReleaseLine("v1.7", V1_LAYOUT, "go1.23.12"),
+    ReleaseLine("v2.0", V2_LAYOUT, "go1.24.13"),
+    ReleaseLine("v2.1", V2_LAYOUT, "go1.24.13"),
+    ReleaseLine("v2.2", V2_LAYOUT, "go1.25.8"),
+    ReleaseLine("v2.3", V2_LAYOUT, "go1.26.0"),
+)
+
+# The containerd the default scenarios pin. A v2 tag that builds with the Go here.
+DEFAULT_VERSION = "v2.1.4"
+
+_SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
+
+
+def layout_for_module(module: str) -> Layout:
+    return V2_LAYOUT if module == V2_MODULE else V1_LAYOUT
+
+
+def layout_for_version(version: str) -> Layout:
+    """Layout of an exact version (tag or pseudo-version)."""
+    match = _SEMVER.match(version)
+    if match and int(match.group(1)) >= 2:
+        return V2_LAYOUT
+    return V1_LAYOUT
+
+
+def release_line(version: str) -> ReleaseLine | None:
+    match = _SEMVER.match(version)
+    if not match:
+        return None
+    prefix = f"v{match.group(1)}.{match.group(2)}"
+    for line in RELEASE_LINES:
+        if line.prefix == prefix:
+            return line
+    return None
