@@ -20,6 +20,7 @@ from harness.image.layout import ImageLayout, layout_tar
 from harness.image.scenario import Scenario, Sentinel
 from harness.sandbox.daemon import Sandbox
 from harness.sandbox.registry import Registry
+from harness.stagemap import STATE_FILES
 from harness.toolchain.tools import build_statedump
 
 RUNNING_TIMEOUT = 90.0
@@ -134,12 +135,12 @@ def _capture_live(sandbox: Sandbox, reader: StateReader, container_id: str, out:
     except HarnessError:
         record = None
     if record is not None:
-        path = out / "container-record.json"
+        path = out / STATE_FILES["container"]
         path.write_text(json.dumps(record, indent=2) + "\n")
         result.captured["container"] = path
     bundle_config = sandbox.bundle_dir(container_id) / "config.json"
     if bundle_config.is_file():
-        path = out / "bundle-config.json"
+        path = out / STATE_FILES["bundle"]
         path.write_bytes(bundle_config.read_bytes())
         result.captured["bundle"] = path
 
@@ -170,7 +171,7 @@ def _drive(sandbox: Sandbox, reader: StateReader, command: list[str], container_
 
 def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], reference: str,
                container_id: str, out: Path) -> ActionResult:
-    """Run the scenario's action; `out` receives what was captured."""
+    """Run the scenario's action; `out` (the run's state dir) receives what was captured."""
     reader = StateReader(sandbox)
     result = ActionResult(container_id)
     fifo = ["--fifo-dir", str(sandbox.fifo_dir)]
@@ -197,5 +198,5 @@ def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], 
             sandbox.ctr("containers", "delete", container_id, check=False)
     if result.exit_code not in (0, None):
         step(f"the ctr command exited with {result.exit_code}: {result.output.strip()[-200:]}")
-    (out / "ctr-output.txt").write_text(result.output)
+    (out.parent / "ctr-output.txt").write_text(result.output)
     return result

@@ -7,6 +7,7 @@ in the run's results directory.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from harness.image.scenario import Scenario
 from harness.paths import results_root
 from harness.report.stagetable import render_plain
 from harness.sandbox import Registry, Sandbox
-from harness.stagemap import StageDocument, content_documents, live_documents, runtime_documents, stage_map
+from harness.stagemap import load_documents, save_content, stage_map
 from harness.toolchain import build_containerd
 from harness.toolchain.tools import install_delve, tool_versions
 from harness.versions import DEFAULT_VERSION
@@ -36,6 +37,11 @@ class RunOptions:
     keep_sandbox: bool = False
     registry_port: int | None = None
     nonce: str | None = None
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise HarnessError("annotrace run must be started as root: containerd, runc and overlay mounts need it (try sudo)")
 
 
 def _display_path(path: Path) -> str:
@@ -52,6 +58,7 @@ def new_run_id(scenario: Scenario) -> str:
 
 def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     """Run `scenario` for real and return the --json document (also saved as result.json)."""
+    require_root()
     version = options.version or scenario.containerd or DEFAULT_VERSION
     build = build_containerd(version, list(options.patches))
     dlv = install_delve()
@@ -84,14 +91,11 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         if record is None:
             raise HarnessError(f"the daemon has no image record named {reference} after delivery; see {results_dir}")
         platform = scenario.image.platforms[0] if len(scenario.image.platforms) == 1 else None
-        documents = content_documents(reader, record, platform)
-        action = run_action(sandbox, scenario, sentinels, reference, container_id, results_dir / "captured")
+        save_content(reader, record, results_dir / "state", platform)
+        action = run_action(sandbox, scenario, sentinels, reference, container_id, results_dir / "state")
         (results_dir / "action.json").write_text(json.dumps(action.to_dict(), indent=2) + "\n")
 
-    documents.append(StageDocument("image-record", f"image record {reference}", record))
-    documents += live_documents(action.captured)
-    documents += runtime_documents(results_dir / "recordings")
-    mapped = stage_map(sentinels, documents)
+    mapped = stage_map(sentinels, load_documents(results_dir))
     document = {
         "containerd": build.contract(),
         "scenario": scenario.name,

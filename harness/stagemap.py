@@ -109,50 +109,65 @@ def _platform_matches(descriptor: dict, wanted: str) -> bool:
     return platform.get("os") == parts[0] and platform.get("architecture") == parts[1]
 
 
-def content_documents(reader, image_record: dict, platform: str | None = None) -> list[StageDocument]:
-    """Walk the daemon's content store from the image record: index -> manifest -> config."""
+# File names under a run's state/ directory, per stage. Capture writes them; the stage
+# map is computed from them alone, so it can be recomputed from a results dir (and
+# from fixtures recorded from real runs).
+STATE_FILES = {
+    "index": "content-index.json",
+    "manifest": "content-manifest.json",
+    "config": "content-config.json",
+    "image-record": "image-record.json",
+    "container": "container-record.json",
+    "bundle": "bundle-config.json",
+}
+
+
+def save_content(reader, image_record: dict, state_dir: Path, platform: str | None = None) -> None:
+    """Walk the daemon's content store from the image record (index -> manifest -> config)
+    and save each blob exactly as the daemon returned it."""
     platform = platform or host_platform()
-    documents: list[StageDocument] = []
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / STATE_FILES["image-record"]).write_text(json.dumps(image_record, indent=2) + "\n")
     target = image_record["target"]
-    blob = _json(reader.content(target["digest"]))
+    blob = reader.content(target["digest"])
     if target["mediaType"] in MEDIA_INDEXES:
-        documents.append(StageDocument("index", f"content {target['digest']}", blob))
-        manifests = blob.get("manifests", []) if isinstance(blob, dict) else []
+        (state_dir / STATE_FILES["index"]).write_bytes(blob)
+        index = _json(blob)
+        manifests = index.get("manifests", []) if isinstance(index, dict) else []
         chosen = next((m for m in manifests if _platform_matches(m, platform)), manifests[0] if manifests else None)
         if chosen is None:
-            return documents
-        manifest_digest = chosen["digest"]
-        manifest = _json(reader.content(manifest_digest))
-    else:
-        manifest_digest, manifest = target["digest"], blob
-    documents.append(StageDocument("manifest", f"content {manifest_digest}", manifest))
+            return
+        blob = reader.content(chosen["digest"])
+    (state_dir / STATE_FILES["manifest"]).write_bytes(blob)
+    manifest = _json(blob)
     if isinstance(manifest, dict) and "config" in manifest:
-        config_digest = manifest["config"]["digest"]
-        documents.append(StageDocument("config", f"content {config_digest}", _json(reader.content(config_digest))))
-    return documents
+        (state_dir / STATE_FILES["config"]).write_bytes(reader.content(manifest["config"]["digest"]))
 
 
-def live_documents(captured: dict[str, Path]) -> list[StageDocument]:
-    documents = []
-    if "container" in captured:
-        record = json.loads(captured["container"].read_text())
+def load_documents(results_dir: Path) -> list[StageDocument]:
+    """Every stage document a run saved: state/ files and the recorder's recordings/."""
+    state_dir = results_dir / "state"
+    documents: list[StageDocument] = []
+    for stage in ("index", "manifest", "config", "image-record"):
+        path = state_dir / STATE_FILES[stage]
+        if path.is_file():
+            documents.append(StageDocument(stage, f"{stage} ({path.name})", _json(path.read_bytes())))
+    container = state_dir / STATE_FILES["container"]
+    if container.is_file():
+        record = json.loads(container.read_text())
         documents.append(StageDocument("container-labels", "container record labels", record.get("labels") or {}))
         documents.append(StageDocument("spec", "container record spec", record.get("spec") or {}))
-    if "bundle" in captured:
-        documents.append(StageDocument("bundle", "bundle config.json", _json(captured["bundle"].read_bytes())))
-    return documents
-
-
-def runtime_documents(recordings_dir: Path) -> list[StageDocument]:
-    documents = []
-    if not recordings_dir.is_dir():
-        return documents
-    for recording in recordings_in(recordings_dir):
-        documents.append(StageDocument("runtime", f"recorder {recording.directory.name}/config.json",
-                                       _json(recording.config_json.read_bytes())))
-        if recording.urunc_json is not None:
-            documents.append(StageDocument("runtime", f"recorder {recording.directory.name}/rootfs-urunc.json",
-                                           _json(recording.urunc_json.read_bytes()), decode_base64=True))
+    bundle = state_dir / STATE_FILES["bundle"]
+    if bundle.is_file():
+        documents.append(StageDocument("bundle", "bundle config.json", _json(bundle.read_bytes())))
+    recordings_dir = results_dir / "recordings"
+    if recordings_dir.is_dir():
+        for recording in recordings_in(recordings_dir):
+            documents.append(StageDocument("runtime", f"runtime {recording.action} config.json",
+                                           _json(recording.config_json.read_bytes())))
+            if recording.urunc_json is not None:
+                documents.append(StageDocument("runtime", "runtime rootfs /urunc.json",
+                                               _json(recording.urunc_json.read_bytes()), decode_base64=True))
     return documents
 
 

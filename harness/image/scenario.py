@@ -7,6 +7,7 @@ followed through containerd separately. See scenarios/seed-ctr-run.toml.
 from __future__ import annotations
 
 import platform as host
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ def host_platform() -> str:
     return f"linux/{_ARCH.get(host.machine(), host.machine())}"
 
 
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _TOP_FIELDS = {"name", "description", "containerd", "image", "sources", "action"}
 _IMAGE_FIELDS = {"name", "tag", "delivery", "platforms", "cmd"}
 _ACTION_FIELDS = {"kind", "rm", "runtime_flag"}
@@ -56,7 +59,7 @@ class ImageSpec:
     name: str
     tag: str = "latest"
     delivery: str = "registry"
-    platforms: tuple[str, ...] = ("linux/amd64",)
+    platforms: tuple[str, ...] = field(default_factory=lambda: (host_platform(),))
     cmd: tuple[str, ...] | None = None
 
 
@@ -135,9 +138,16 @@ def parse_scenario(data: dict, path: Path | str = "<memory>") -> Scenario:
     cmd = image_table.get("cmd")
     if cmd is not None and (not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd) or not cmd):
         raise _fail(path, "[image].cmd must be a non-empty list of strings")
+    tag = image_table.get("tag", "latest")
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise _fail(path, f"[image].tag {tag!r} is not a valid tag (letters, digits, _ . -, at most 128)")
+    if not _REPOSITORY.match(image_table["name"]):
+        raise _fail(path, f"[image].name {image_table['name']!r} must be a lowercase repository path such as annotrace/seed")
+    if len(set(platforms)) != len(platforms):
+        raise _fail(path, "[image].platforms lists the same platform twice")
     image = ImageSpec(
         name=image_table["name"],
-        tag=str(image_table.get("tag", "latest")),
+        tag=tag,
         delivery=delivery,
         platforms=tuple(_platform(path, p) for p in platforms),
         cmd=tuple(cmd) if cmd else None,

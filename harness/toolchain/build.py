@@ -222,48 +222,60 @@ def build_containerd(
             step(f"containerd {resolved.version}: reusing build in {directory}")
             return cached
         directory.mkdir(parents=True, exist_ok=True)
-        log = directory / "build.log"
-        log.write_text("")
-        src, bin_dir = directory / "src", directory / "bin"
-        started = time.monotonic()
-        _fetch_source(resolved, src, log)
-        _apply_patches(patches, src, resolved, log)
+        # The log lives beside the cache entry so it survives a failed build.
+        log = cache_dir() / "logs" / f"{directory.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return _build_into(directory, resolved, patches, toolchain, log)
+        except BaseException:
+            # Leave no half-built entry behind: a later call starts clean.
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
 
-        attempts: list[dict] = []
-        for candidate in _toolchains_to_try(resolved, toolchain, src):
-            try:
-                goversion = go_version(candidate)
-            except HarnessError as exc:
-                attempts.append({"toolchain": candidate, "error": str(exc)})
-                continue
-            step(f"building ctr, containerd, containerd-shim-runc-v2 {resolved.version} with {goversion} (-gcflags='{GCFLAGS}')")
-            if _go_build(resolved, src, bin_dir, candidate, log) == 0:
-                break
-            tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
-            attempts.append({"toolchain": candidate, "go": goversion, "error": tail[0]})
-            step(f"{goversion} could not build {resolved.version}; trying the next toolchain")
-        else:
-            raise HarnessError(
-                f"containerd {resolved.version} did not build with any of "
-                f"{[a['toolchain'] for a in attempts]}; see {log}"
-            )
 
-        binaries = {}
-        for name in resolved.layout.commands:
-            binary = bin_dir / name
-            if not has_dwarf(binary):
-                raise HarnessError(f"{binary} has no DWARF debug info; the build flags are wrong, see {log}")
-            binaries[name] = sha256_file(binary)
-        manifest = {
-            "format": BUILD_FORMAT,
-            "resolved": resolved.to_dict(),
-            "go": {"toolchain": candidate, "version": goversion, "fallbacks": attempts},
-            "flags": {"gcflags": GCFLAGS, "strip": False, "env": {"GOFLAGS": "-mod=mod -buildvcs=false"}},
-            "patches": patches,
-            "binaries": binaries,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        (directory / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        step(f"built containerd {resolved.version} in {manifest['seconds']}s -> {bin_dir}")
-        return Build(directory, manifest, reused=False)
+def _build_into(directory: Path, resolved: ResolvedVersion, patches: list[dict], toolchain: str, log: Path) -> Build:
+    log.write_text("")
+    src, bin_dir = directory / "src", directory / "bin"
+    started = time.monotonic()
+    _fetch_source(resolved, src, log)
+    _apply_patches(patches, src, resolved, log)
+
+    attempts: list[dict] = []
+    for candidate in _toolchains_to_try(resolved, toolchain, src):
+        try:
+            goversion = go_version(candidate)
+        except HarnessError as exc:
+            attempts.append({"toolchain": candidate, "error": str(exc)})
+            continue
+        step(f"building ctr, containerd, containerd-shim-runc-v2 {resolved.version} with {goversion} (-gcflags='{GCFLAGS}')")
+        if _go_build(resolved, src, bin_dir, candidate, log) == 0:
+            break
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        attempts.append({"toolchain": candidate, "go": goversion, "error": tail[0]})
+        step(f"{goversion} could not build {resolved.version}; trying the next toolchain")
+    else:
+        raise HarnessError(
+            f"containerd {resolved.version} did not build with any of "
+            f"{[a['toolchain'] for a in attempts]}; see {log}"
+        )
+
+    binaries = {}
+    for name in resolved.layout.commands:
+        binary = bin_dir / name
+        if not has_dwarf(binary):
+            raise HarnessError(f"{binary} has no DWARF debug info; the build flags are wrong, see {log}")
+        binaries[name] = sha256_file(binary)
+    manifest = {
+        "format": BUILD_FORMAT,
+        "resolved": resolved.to_dict(),
+        "go": {"toolchain": candidate, "version": goversion, "fallbacks": attempts},
+        "flags": {"gcflags": GCFLAGS, "strip": False, "env": {"GOFLAGS": "-mod=mod -buildvcs=false"}},
+        "patches": patches,
+        "binaries": binaries,
+        "log": str(log),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (directory / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    step(f"built containerd {resolved.version} in {manifest['seconds']}s -> {bin_dir}")
+    return Build(directory, manifest, reused=False)

@@ -151,8 +151,18 @@ def test_parse_records_the_given_path():
     assert parse_scenario(minimal(), "/some/where.toml").path == Path("/some/where.toml")
 
 
-def test_non_string_tag_is_stringified():
-    assert parse_scenario(with_image(tag=3)).image.tag == "3"
+@pytest.mark.parametrize("tag", [3, "", "a b", "-lead", "x" * 129])
+def test_bad_tag(tag):
+    rejected(with_image(tag=tag), "[image].tag", "is not a valid tag")
+
+
+@pytest.mark.parametrize("name", ["Annotrace/Seed", "a//b", "/abs", "a b", "trailing/"])
+def test_bad_repository_name(name):
+    rejected(with_image(name=name), "[image].name", "lowercase repository path")
+
+
+def test_duplicate_platforms():
+    rejected(with_image(platforms=["linux/amd64", "linux/amd64"]), "lists the same platform twice")
 
 
 # --------------------------------------------------------------------------- validation errors
