@@ -72,10 +72,13 @@ class ReleaseLine:
     # Go toolchain to fall back to when the installed Go cannot build this line.
     # The go command fetches it from the module proxy (golang.org/toolchain).
     fallback_go: str
+    # Go build tags this line needs here. v1.6's btrfs snapshotter is cgo and wants
+    # libbtrfs headers; the harness never uses btrfs, so it is compiled out.
+    build_tags: tuple[str, ...] = ()
 
 
 RELEASE_LINES: tuple[ReleaseLine, ...] = (
-    ReleaseLine("v1.6", V1_LAYOUT, "go1.22.12"),
+    ReleaseLine("v1.6", V1_LAYOUT, "go1.22.12", build_tags=("no_btrfs",)),
     ReleaseLine("v1.7", V1_LAYOUT, "go1.23.12"),
     ReleaseLine("v2.0", V2_LAYOUT, "go1.24.13"),
     ReleaseLine("v2.1", V2_LAYOUT, "go1.24.13"),
@@ -87,6 +90,11 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
 DEFAULT_VERSION = "v2.1.4"
 
 _SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
+
+
+def build_tags(version: str) -> tuple[str, ...]:
+    line = release_line(version)
+    return line.build_tags if line else ()
 
 
 def layout_for_module(module: str) -> Layout:

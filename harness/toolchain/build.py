@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.paths import cache_dir
 from harness.toolchain.gocmd import go_binary, go_env, go_json, go_version, run_logged
 from harness.toolchain.resolve import ResolvedVersion, resolve_version
-from harness.versions import release_line
+from harness.versions import build_tags, release_line
 
 # Full debug info: no optimisation, no inlining. Never -s -w (they strip DWARF).
 GCFLAGS = "all=-N -l"
@@ -65,12 +65,12 @@ class Build:
     def contract(self) -> dict:
         """The `containerd` section of the --json document."""
         return {
-            "version": self.version,
-            "module": self.module,
+        "version": self.version,
+        "module": self.module,
             "requested": self.manifest["resolved"]["requested"],
             "commit": self.manifest["resolved"]["commit"],
             "go": self.manifest["go"]["version"],
-            "patches": [p["name"] for p in self.manifest["patches"]],
+        "patches": [p["name"] for p in self.manifest["patches"]],
             "build_dir": str(self.directory),
         }
 
@@ -90,18 +90,18 @@ def has_dwarf(path: Path) -> bool:
 
 
 def _build_key(resolved: ResolvedVersion, patches: list[dict], toolchain_request: str) -> str:
-    material = json.dumps(
-        {
-            "format": BUILD_FORMAT,
-            "module": resolved.module,
-            "version": resolved.version,
-            "patches": [p["sha256"] for p in patches],
-            "toolchain": toolchain_request,
-            "gcflags": GCFLAGS,
-            "arch": platform.machine(),
-        },
-        sort_keys=True,
-    )
+    inputs = {
+        "format": BUILD_FORMAT,
+        "module": resolved.module,
+        "version": resolved.version,
+        "patches": [p["sha256"] for p in patches],
+        "toolchain": toolchain_request,
+        "gcflags": GCFLAGS,
+        "arch": platform.machine(),
+    }
+    if tags := build_tags(resolved.version):  # only when set, so keys of untagged builds stay stable
+        inputs["tags"] = list(tags)
+    material = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -185,6 +185,8 @@ def _go_build(resolved: ResolvedVersion, src: Path, bin_dir: Path, toolchain: st
         ]
     )
     cmd = [go_binary(), "build", f"-gcflags={GCFLAGS}", f"-ldflags={ldflags}", "-o", str(bin_dir) + "/"]
+    if tags := build_tags(resolved.version):
+        cmd.append(f"-tags={','.join(tags)}")
     cmd += list(layout.commands.values())
     bin_dir.mkdir(parents=True, exist_ok=True)
     return run_logged(cmd, go_env(toolchain), src, log, f"go build ({toolchain})")
@@ -269,7 +271,8 @@ def _build_into(directory: Path, resolved: ResolvedVersion, patches: list[dict],
         "format": BUILD_FORMAT,
         "resolved": resolved.to_dict(),
         "go": {"toolchain": candidate, "version": goversion, "fallbacks": attempts},
-        "flags": {"gcflags": GCFLAGS, "strip": False, "env": {"GOFLAGS": "-mod=mod -buildvcs=false"}},
+        "flags": {"gcflags": GCFLAGS, "tags": list(build_tags(resolved.version)), "strip": False,
+                  "env": {"GOFLAGS": "-mod=mod -buildvcs=false"}},
         "patches": patches,
         "binaries": binaries,
         "log": str(log),
