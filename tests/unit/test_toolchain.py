@@ -206,7 +206,7 @@ def test_pseudo_version_forms_carry_commit(proxy: FakeProxy, pseudo: str) -> Non
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG harness/toolchain/resolve.py:21: _PSEUDO_HASH misses the pre-release pseudo-version form "
+    reason="BUG harness/toolchain/resolve.py:20: _PSEUDO_HASH misses the pre-release pseudo-version form "
     "vX.Y.Z-pre.0.yyyymmddhhmmss-hash (e.g. main after an -rc tag), so the commit comes back empty",
 )
 def test_pre_release_pseudo_version_carries_commit(proxy: FakeProxy) -> None:
