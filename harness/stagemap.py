@@ -89,7 +89,7 @@ def find_paths(data: Any, value: str, decode_base64: bool = False, path: str = "
         elif decode_base64:
             try:
                 decoded = base64.b64decode(data, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, ValueError):  # ValueError: non-ASCII text, not base64
                 decoded = ""
             if value in decoded:
                 found.append(f"base64({path})")

@@ -85,6 +85,8 @@ def sha256_file(path: Path) -> str:
 
 def has_dwarf(path: Path) -> bool:
     """True when the ELF binary still has DWARF sections (a crude but honest check)."""
+    if path.stat().st_size == 0:
+        return False
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         return data.find(b".debug_info") != -1 or data.find(b".zdebug_info") != -1
 
@@ -120,8 +122,10 @@ def _locked(path: Path):
 def _describe_patches(patch_files: list[Path]) -> list[dict]:
     described = []
     for patch in patch_files:
-        if not patch.is_file():
+        if not patch.exists():
             raise HarnessError(f"patch {patch} does not exist: give the path of a unified diff (see patches/)")
+        if not patch.is_file():
+            raise HarnessError(f"patch {patch} is not a file: give the path of a unified diff (see patches/)")
         described.append({"name": patch.name, "path": str(patch.resolve()), "sha256": sha256_file(patch)})
     return described
 
@@ -130,8 +134,12 @@ def _cached(directory: Path) -> Build | None:
     manifest_path = directory / "build.json"
     if not manifest_path.is_file():
         return None
-    manifest = json.loads(manifest_path.read_text())
-    for name, digest in manifest["binaries"].items():
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        binaries = dict(manifest["binaries"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # a damaged manifest means: build again
+    for name, digest in binaries.items():
         binary = directory / "bin" / name
         if not binary.is_file() or sha256_file(binary) != digest:
             return None
@@ -279,6 +287,9 @@ def _build_into(directory: Path, resolved: ResolvedVersion, patches: list[dict],
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.monotonic() - started, 1),
     }
-    (directory / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    # Written last and atomically: its presence means the entry is complete.
+    partial = directory / "build.json.partial"
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.replace(directory / "build.json")
     step(f"built containerd {resolved.version} in {manifest['seconds']}s -> {bin_dir}")
     return Build(directory, manifest, reused=False)

@@ -17,7 +17,8 @@ from harness.versions import V1_MODULE, V2_MODULE, layout_for_module
 _TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 _LINE = re.compile(r"^v(\d+)\.(\d+)$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
-_PSEUDO_HASH = re.compile(r"-(?:0\.)?\d{14}-([0-9a-f]{12})$")
+# vX.0.0-yyyymmddhhmmss-hash, vX.Y.(Z+1)-0.yyyymmddhhmmss-hash, vX.Y.Z-pre.0.yyyymmddhhmmss-hash
+_PSEUDO_HASH = re.compile(r"[-.]\d{14}-([0-9a-f]{12})$")
 
 HINT = "name a tag (v2.1.4), a release line (v1.7), latest, main or a commit hash"
 

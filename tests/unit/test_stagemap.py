@@ -352,12 +352,6 @@ def test_find_paths_base64_in_nested_list() -> None:
     assert find_paths(data, "needle", decode_base64=True) == ["base64(x[1])"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG harness/stagemap.py:91: base64.b64decode raises plain ValueError (not binascii.Error) "
-    "for non-ASCII str input, so a non-ASCII value in a decode_base64 document crashes the stage map",
-)
 def test_find_paths_non_ascii_string_with_base64_decoding() -> None:
     assert find_paths({"a": "héllo"}, "needle", decode_base64=True) == []
 
