@@ -38,8 +38,9 @@ python3 - <<'PY' || { echo "setup.sh: annotrace needs Python 3.11 or newer" >&2;
 import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
-if ! python3 -c "import harness, networkx, rich, pexpect, pygdbmi, pytest, pytest_timeout" 2>/dev/null \
-   || ! command -v annotrace >/dev/null; then
+# Reinstall when the installed `harness` is another checkout's (e.g. CI's fresh clone).
+installed=$(cd / && python3 -c "import harness, networkx, rich, pexpect, pygdbmi, pytest, pytest_timeout; print(harness.__file__)" 2>/dev/null || true)
+if [ "$installed" != "$here/harness/__init__.py" ] || ! command -v annotrace >/dev/null; then
   echo "setup.sh: installing annotrace and its Python dependencies"
   python3 -m pip install --quiet --disable-pip-version-check -e "$here[test]"
 fi
