@@ -7,6 +7,7 @@ gone afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -116,7 +117,7 @@ def _task_status(sandbox: Sandbox, container_id: str) -> str | None:
     return None
 
 
-def _wait_running(sandbox: Sandbox, process: subprocess.Popen, container_id: str) -> bool:
+def _wait_running(sandbox: Sandbox, process, container_id: str) -> bool:
     deadline = time.monotonic() + RUNNING_TIMEOUT
     while time.monotonic() < deadline:
         if _task_status(sandbox, container_id) == "RUNNING":
@@ -145,32 +146,56 @@ def _capture_live(sandbox: Sandbox, reader: StateReader, container_id: str, out:
         result.captured["bundle"] = path
 
 
+class PlainRun:
+    """A ctr command run directly (no debugger)."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, env=env)
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def finish(self, line: str, timeout: float) -> tuple[int | None, str]:
+        try:
+            output, _ = self.process.communicate(input=line, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise
+        return self.process.returncode, output or ""
+
+    def abort(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def plain_launcher(command: list[str], env: dict[str, str]):
+    return contextlib.nullcontext(PlainRun(command, env))
+
+
 def _drive(sandbox: Sandbox, reader: StateReader, command: list[str], container_id: str, out: Path,
-           result: ActionResult) -> None:
+           result: ActionResult, launch=plain_launcher) -> None:
     """Start a blocking ctr command, capture while its task runs, then let it finish."""
     sandbox.log_command(command)
     result.commands.append(command)
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=sandbox.client_env())
-    try:
-        if _wait_running(sandbox, process, container_id):
-            _capture_live(sandbox, reader, container_id, out, result)
-        # One line on stdin lets the container's `read` return and the task exit.
-        output, _ = process.communicate(input="annotrace: done\n", timeout=EXIT_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        process.kill()
-        process.communicate()
-        raise HarnessError(f"`{' '.join(command[-3:])}` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    result.exit_code = process.returncode
-    result.output += output or ""
+    with launch(command, sandbox.client_env()) as running:
+        try:
+            if _wait_running(sandbox, running, container_id):
+                _capture_live(sandbox, reader, container_id, out, result)
+            # One line on stdin lets the container's `read` return and the task exit.
+            code, output = running.finish("annotrace: done\n", EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise HarnessError(f"`{' '.join(command[-3:])}` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
+        finally:
+            running.abort()
+    result.exit_code = code
+    result.output += output
 
 
 def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], reference: str,
-               container_id: str, out: Path) -> ActionResult:
+               container_id: str, out: Path, launch=plain_launcher) -> ActionResult:
     """Run the scenario's action; `out` (the run's state dir) receives what was captured."""
     reader = StateReader(sandbox)
     result = ActionResult(container_id)
@@ -180,7 +205,7 @@ def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], 
         rm = ["--rm"] if scenario.action.rm else []
         command = sandbox.ctr_command("run", *rm, *fifo, *extra, reference, container_id)
         step(f"ctr run {' '.join(rm + extra)} {reference} {container_id}")
-        _drive(sandbox, reader, command, container_id, out, result)
+        _drive(sandbox, reader, command, container_id, out, result, launch)
     else:
         extra = runtime_flag_args(sandbox, scenario, sentinels, ("containers", "create"))
         create = sandbox.ctr_command("containers", "create", *extra, reference, container_id)
@@ -192,11 +217,11 @@ def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], 
             raise HarnessError(f"`ctr containers create` failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         start = sandbox.ctr_command("tasks", "start", *fifo, container_id)
         step(f"ctr tasks start {container_id}")
-        _drive(sandbox, reader, start, container_id, out, result)
+        _drive(sandbox, reader, start, container_id, out, result, launch)
         if scenario.action.rm:
             sandbox.ctr("tasks", "delete", container_id, check=False)
             sandbox.ctr("containers", "delete", container_id, check=False)
     if result.exit_code not in (0, None):
         step(f"the ctr command exited with {result.exit_code}: {result.output.strip()[-200:]}")
-    (out.parent / "ctr-output.txt").write_text(result.output)
+    (out / "ctr-output.txt").write_text(result.output)
     return result

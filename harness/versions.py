@@ -14,6 +14,11 @@ V1_MODULE = "github.com/containerd/containerd"
 V2_MODULE = "github.com/containerd/containerd/v2"
 
 
+def _q(text: str) -> str:
+    """A module path as a regex literal."""
+    return re.escape(text)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Source layout of one containerd major version."""
@@ -24,6 +29,12 @@ class Layout:
     version_pkg: str  # where -X version.Version / version.Revision live
     # Functions on the annotation path, by role (used by the probe plan and reports).
     functions: dict[str, str] = field(default_factory=dict)
+    # Default probe plan: per process, regexes matched against the binary's function names.
+    probes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Functions whose call paths build what is sent to the runtime (ranks drop candidates).
+    sink_roots: tuple[str, ...] = ()
+    # A client call and the daemon handler it reaches (joined in the call graph).
+    rpc_joins: tuple[tuple[str, str], ...] = ()
 
 
 V1_LAYOUT = Layout(
@@ -44,6 +55,28 @@ V1_LAYOUT = Layout(
         "ctr.NewContainer": f"{V1_MODULE}/cmd/ctr/commands/run.NewContainer",
         "bundle.NewBundle": f"{V1_MODULE}/runtime/v2.NewBundle",
     },
+    probes={
+        "ctr": (
+            rf"^{_q(V1_MODULE)}/cmd/ctr/commands/run\.NewContainer$",
+            rf"^{_q(V1_MODULE)}\.\(\*Client\)\.NewContainer$",
+            rf"^{_q(V1_MODULE)}\.WithImageConfigLabels\.func1$",
+            rf"^{_q(V1_MODULE)}\.WithSpec\.func1$",
+            rf"^{_q(V1_MODULE)}\.\(\*image\)\.(Config|Labels)$",
+            rf"^{_q(V1_MODULE)}\.\(\*remoteContainers\)\.Create$",
+            rf"^{_q(V1_MODULE)}/oci\.(WithImageConfigArgs\.func1|ApplyOpts)$",
+            rf"^{_q(V1_MODULE)}/images\.(Config|Manifest|\(\*Image\)\.Config)$",
+        ),
+        "containerd": (
+            rf"^{_q(V1_MODULE)}/services/containers\.\(\*local\)\.Create$",
+            rf"^{_q(V1_MODULE)}/metadata\.\(\*containerStore\)\.Create$",
+            rf"^{_q(V1_MODULE)}/services/tasks\.\(\*local\)\.Create$",
+            rf"^{_q(V1_MODULE)}/runtime/v2\.(\(\*TaskManager\)\.Create|NewBundle)$",
+        ),
+    },
+    sink_roots=(f"{V1_MODULE}.(*Client).NewContainer",),
+    rpc_joins=(
+        (f"{V1_MODULE}.(*remoteContainers).Create", f"{V1_MODULE}/services/containers.(*local).Create"),
+    ),
 )
 
 V2_LAYOUT = Layout(
@@ -60,6 +93,28 @@ V2_LAYOUT = Layout(
         "ctr.NewContainer": f"{V2_MODULE}/cmd/ctr/commands/run.NewContainer",
         "bundle.NewBundle": f"{V2_MODULE}/core/runtime/v2.NewBundle",
     },
+    probes={
+        "ctr": (
+            rf"^{_q(V2_MODULE)}/cmd/ctr/commands/run\.NewContainer$",
+            rf"^{_q(V2_MODULE)}/client\.\(\*Client\)\.NewContainer$",
+            rf"^{_q(V2_MODULE)}/client\.WithImageConfigLabels\.func1$",
+            rf"^{_q(V2_MODULE)}/client\.WithSpec\.func1$",
+            rf"^{_q(V2_MODULE)}/client\.\(\*image\)\.(Config|Labels)$",
+            rf"^{_q(V2_MODULE)}/client\.\(\*remoteContainers\)\.Create$",
+            rf"^{_q(V2_MODULE)}/pkg/oci\.(WithImageConfigArgs\.func1|ApplyOpts)$",
+            rf"^{_q(V2_MODULE)}/core/images\.(Config|Manifest|\(\*Image\)\.Config)$",
+        ),
+        "containerd": (
+            rf"^{_q(V2_MODULE)}/plugins/services/containers\.\(\*local\)\.Create$",
+            rf"^{_q(V2_MODULE)}/core/metadata\.\(\*containerStore\)\.Create$",
+            rf"^{_q(V2_MODULE)}/plugins/services/tasks\.\(\*local\)\.Create$",
+            rf"^{_q(V2_MODULE)}/core/runtime/v2\.(\(\*TaskManager\)\.Create|NewBundle)$",
+        ),
+    },
+    sink_roots=(f"{V2_MODULE}/client.(*Client).NewContainer",),
+    rpc_joins=(
+        (f"{V2_MODULE}/client.(*remoteContainers).Create", f"{V2_MODULE}/plugins/services/containers.(*local).Create"),
+    ),
 )
 
 

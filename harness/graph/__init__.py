@@ -1,0 +1,1 @@
+"""Events -> call graph (networkx) -> per-sentinel localization of the drop point."""

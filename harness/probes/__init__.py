@@ -1,0 +1,1 @@
+"""Probe backends: ways of watching containerd run. All emit harness.probes.events."""

@@ -1,0 +1,242 @@
+"""The delve backend: headless delve sessions on ctr (exec) and on the daemon (attach).
+
+Each session is a context manager that owns its dlv process; on exit it detaches
+(killing an exec'd target, leaving an attached daemon running) and stops delve.
+Tracepoints are set the way `dlv trace` sets them (entry + every return address,
+with TraceReturn), but load arguments, locals and return values deep enough to
+see map contents, strings and marshalled []byte. A collector thread per session
+turns every hit into events.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.console import warn
+from harness.errors import HarnessError
+from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
+from harness.probes.delve.translate import thread_to_event
+from harness.probes.events import Event
+
+# Deep enough for manifest.Annotations["k"] and req.Container.Spec.Value (bytes of JSON).
+VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=5, MaxStringLen=4096, MaxArrayValues=8192,
+                    MaxStructFields=-1)
+STACK_DEPTH = 24
+START_TIMEOUT = 60.0
+
+
+class ProbeFault(HarnessError):
+    """The debugger died, hung or could not attach: the verdict is incomplete, not a result."""
+
+
+@dataclass
+class Collected:
+    events: list[Event] = field(default_factory=list)
+    hits: int = 0
+    fault: str | None = None
+    exited: bool = False
+    exit_status: int | None = None
+
+
+class DelveSession:
+    """`with DelveSession(...) as session:` a headless delve serving on a private unix socket."""
+
+    def __init__(self, dlv: Path, process: str, work_dir: Path, log_dir: Path, *, exec_argv: list[str] | None = None,
+                 attach_pid: int | None = None, env: dict[str, str] | None = None, source_root: str = "") -> None:
+        if (exec_argv is None) == (attach_pid is None):
+            raise ValueError("give exactly one of exec_argv and attach_pid")
+        self.dlv = dlv
+        self.process = process
+        self.socket = work_dir / f"dlv-{process}.sock"
+        self.log_path = log_dir / f"delve-{process}.log"
+        self.exec_argv = exec_argv
+        self.attach_pid = attach_pid
+        self.env = env
+        self.source_root = source_root
+        self.proc: subprocess.Popen | None = None
+        self.control: DelveClient | None = None
+        self.collected = Collected()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.breakpoints = 0
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.socket}"
+
+    def __enter__(self) -> DelveSession:
+        common = ["--headless", "--api-version=2", f"--listen={self.address}", "--accept-multiclient",
+                  "--log-dest", str(self.log_path)]
+        if self.exec_argv is not None:
+            command = [str(self.dlv), "exec", *common, self.exec_argv[0], "--", *self.exec_argv[1:]]
+        else:
+            command = [str(self.dlv), "attach", str(self.attach_pid), *common]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.output_path = self.log_path.with_suffix(".out")
+        output = self.output_path.open("ab")
+        # The exec'd target inherits delve's stdin: the harness writes the line the container waits for.
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if self.exec_argv else subprocess.DEVNULL,
+                                     stdout=output, stderr=output, env=self.env, start_new_session=True)
+        output.close()
+        try:
+            self._wait_listening()
+            self.control = DelveClient(self.address, timeout=120)
+        except BaseException:
+            self._stop_delve(kill_target=True)
+            raise
+        return self
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                tail = self.output_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise ProbeFault(f"delve on {self.process} exited at start ({tail[0]}); see {self.output_path}")
+            if self.socket.exists():
+                return
+            time.sleep(0.05)
+        raise ProbeFault(f"delve on {self.process} did not listen within {START_TIMEOUT:.0f}s; see {self.log_path}")
+
+    def write_stdin(self, text: str) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(text.encode())
+                self.proc.stdin.flush()
+                self.proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    # Tracepoints.
+    def static_callees(self, function: str) -> list[str]:
+        """Functions `function` calls, from delve's reading of the binary (ListFunctions FollowCalls=1)."""
+        assert self.control is not None
+        return [f for f in self.control.list_functions(f"^{_regex_literal(function)}$", follow_calls=1) if f != function]
+
+    def trace(self, functions: list[str]) -> None:
+        assert self.control is not None
+        values = VALUES.to_json()
+        for function in functions:
+            try:
+                self.control.create_breakpoint({"functionName": function, "continue": True, "line": -1,
+                                                "stacktrace": STACK_DEPTH, "LoadArgs": values})
+                self.breakpoints += 1
+                for address in self.control.function_return_locations(function):
+                    self.control.create_breakpoint({"addr": address, "traceReturn": True, "line": -1,
+                                                    "stacktrace": STACK_DEPTH, "LoadArgs": values,
+                                                    "LoadLocals": values})
+                    self.breakpoints += 1
+            except DelveRPCError as exc:
+                if "already exists" not in str(exc):
+                    raise ProbeFault(f"cannot set a tracepoint on {function} in {self.process}: {exc}") from exc
+
+    # Collection.
+    def start_collecting(self, sentinels: list[str], probe_pass: int, seq_start: int, seq_lock: threading.Lock,
+                         counter: list[int], started: float) -> None:
+        client = DelveClient(self.address, timeout=None)
+
+        def loop() -> None:
+            try:
+                while not self._stop.is_set():
+                    state = client.continue_(VALUES)
+                    if state.get("exited"):
+                        self.collected.exited = True
+                        self.collected.exit_status = state.get("exitStatus")
+                        return
+                    for thread in state.get("Threads") or []:
+                        if not thread.get("breakPoint"):
+                            continue
+                        with seq_lock:
+                            counter[0] += 1
+                            seq = counter[0]
+                        self.collected.hits += 1
+                        self.collected.events.append(
+                            thread_to_event(thread, self.process, seq, sentinels, probe_pass,
+                                            round(time.monotonic() - started, 6), self.source_root))
+                    if state.get("err") or state.get("Err"):
+                        self.collected.fault = str(state.get("err") or state.get("Err"))
+                        return
+            except DelveRPCError as exc:
+                if not self._stop.is_set():
+                    self.collected.fault = str(exc)
+            finally:
+                client.close()
+
+        self._thread = threading.Thread(target=loop, name=f"delve-{self.process}", daemon=True)
+        self._thread.start()
+
+    def wait_exit(self, timeout: float) -> bool:
+        """For an exec'd target: wait until it exits (the collector sees it)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop_collecting(self) -> None:
+        """Halt the target so the blocked `continue` returns, and end the collector."""
+        self._stop.set()
+        for _ in range(10):
+            if self._thread is None or not self._thread.is_alive():
+                return
+            try:
+                assert self.control is not None
+                self.control.halt()
+            except DelveRPCError:
+                pass
+            self._thread.join(1.0)
+        if self._thread is not None and self._thread.is_alive():
+            self.collected.fault = self.collected.fault or f"delve on {self.process} did not stop when halted"
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop_delve(kill_target=self.exec_argv is not None)
+
+    def _stop_delve(self, kill_target: bool) -> None:
+        self._stop.set()
+        if self.control is not None:
+            try:
+                if self._thread is not None and self._thread.is_alive():
+                    self.control.halt()
+                self.control.detach(kill=kill_target)
+            except (DelveRPCError, OSError):
+                pass
+            self.control.close()
+            self.control = None
+        if self.proc is not None:
+            if self.proc.stdin:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                warn(f"delve on {self.process} did not exit; killing it")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def _regex_literal(name: str) -> str:
+    return re.escape(name)
+
+
+def daemon_pid(sandbox) -> int:
+    assert sandbox.daemon is not None
+    pid = sandbox.daemon.pid
+    if not Path(f"/proc/{pid}").exists():
+        raise ProbeFault("the sandboxed containerd is not running; nothing to attach to")
+    exe = os.readlink(f"/proc/{pid}/exe")
+    if not exe.endswith("containerd"):
+        raise ProbeFault(f"pid {pid} is {exe}, not containerd")
+    return pid
+
+
+__all__ = ["Collected", "DelveSession", "ProbeFault", "daemon_pid"]
