@@ -49,11 +49,18 @@ def _run(scenario_name: str, args: argparse.Namespace) -> int:
     from harness.report.stagetable import stage_table
 
     scenario = load_scenario(scenario_name)
+    if args.max_passes < 1:
+        raise HarnessError("--max-passes must be at least 1")
     options = RunOptions(
         version=args.containerd,
         patches=tuple(Path(p) for p in args.patch),
         keep_sandbox=args.keep_sandbox,
         registry_port=args.registry_port,
+        backend=args.backend,
+        probes=tuple(args.probe),
+        probe_only=args.probe_only,
+        max_passes=args.max_passes,
+        transcript=not args.no_transcript,
     )
     document = run_scenario(scenario, options)
     err.print(stage_table(document))
@@ -68,6 +75,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     return _run(SEED_SCENARIO, args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.investigate import rerender
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise HarnessError(f"{run_dir} is not a directory: give a run's results dir (results/runs/<id>)")
+    document = rerender(run_dir)
+    err.print(f"report: {run_dir / 'report.md'}")
+    _emit(document, args.json)
+    return 0
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -92,6 +111,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-sandbox", action="store_true", help="leave the sandbox's temp dir for inspection")
     parser.add_argument("--registry-port", type=int, metavar="PORT",
                         help="loopback port for the local registry (default: a free one)")
+    parser.add_argument("--backend", default="delve", choices=["delve", "state"],
+                        help="how to watch containerd: delve (probes + localization) or state (stage map only)")
+    parser.add_argument("--probe", action="append", default=[], metavar="[PROCESS:]REGEX",
+                        help="also probe functions matching REGEX in ctr, containerd or both (repeatable)")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="watch only the --probe patterns, not the default plan (refinement finds the rest)")
+    parser.add_argument("--max-passes", type=int, default=4, metavar="N",
+                        help="refinement passes at most (default 4)")
+    parser.add_argument("--no-transcript", action="store_true", help="skip the delve terminal transcript")
     parser.add_argument("--json", action="store_true", help="print the result document on stdout")
 
 
@@ -116,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help=f"run the seed investigation's scenario ({SEED_SCENARIO})")
     _add_run_options(reproduce)
     reproduce.set_defaults(func=cmd_reproduce)
+
+    report = commands.add_parser("report", help="re-render a run's report and graph from its saved events")
+    report.add_argument("run_dir", help="the run's results dir (results/runs/<id>)")
+    report.add_argument("--json", action="store_true", help="print the recomputed document on stdout")
+    report.set_defaults(func=cmd_report)
 
     scenarios = commands.add_parser("scenarios", help="list the scenarios in scenarios/")
     scenarios.add_argument("--json", action="store_true")

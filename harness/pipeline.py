@@ -1,4 +1,4 @@
-"""One run of a scenario, end to end: build -> sandbox -> image -> action -> stage map.
+"""One run of a scenario, end to end: build -> sandbox -> image -> action (probed) -> stage map -> verdict.
 
 Each stage is its own module; this file only wires them and decides what is kept
 in the run's results directory.
@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.actions import StateReader, deliver, run_action
@@ -29,6 +29,8 @@ from harness.toolchain import build_containerd
 from harness.toolchain.tools import install_delve, tool_versions
 from harness.versions import DEFAULT_VERSION
 
+BACKENDS = ("state", "delve")
+
 
 @dataclass
 class RunOptions:
@@ -37,6 +39,26 @@ class RunOptions:
     keep_sandbox: bool = False
     registry_port: int | None = None
     nonce: str | None = None
+    backend: str = "delve"
+    probes: tuple[str, ...] = ()  # --probe [PROCESS:]REGEX
+    probe_only: bool = False  # only the --probe patterns, not the default plan
+    max_passes: int = 4
+    transcript: bool = True
+
+
+@dataclass
+class RunContext:
+    """What the probe step needs to know about the run in progress."""
+
+    scenario: Scenario
+    build: object
+    dlv: Path
+    sandbox: Sandbox
+    reference: str
+    results_dir: Path
+    sentinels: list
+    run_id: str
+    extra: dict = field(default_factory=dict)
 
 
 def require_root() -> None:
@@ -59,9 +81,18 @@ def new_run_id(scenario: Scenario) -> str:
 def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     """Run `scenario` for real and return the --json document (also saved as result.json)."""
     require_root()
+    if options.backend not in BACKENDS:
+        raise HarnessError(f"unknown backend {options.backend!r}: use one of {', '.join(BACKENDS)}")
     version = options.version or scenario.containerd or DEFAULT_VERSION
     build = build_containerd(version, list(options.patches))
     dlv = install_delve()
+    plan = None
+    if options.backend == "delve":
+        from harness.investigate import resolve_run_plan
+
+        if options.probe_only and not options.probes:
+            raise HarnessError("--probe-only needs at least one --probe PATTERN")
+        plan = resolve_run_plan(build, scenario, options.probes, only=options.probe_only)  # bad patterns fail before anything starts
     run_id = new_run_id(scenario)
     results_dir = (results_root() / run_id).resolve()
     results_dir.mkdir(parents=True)
@@ -72,6 +103,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     sentinels = scenario.sentinels(options.nonce)
     (results_dir / "sentinels.json").write_text(json.dumps([s.to_dict() for s in sentinels], indent=2) + "\n")
     container_id = f"{scenario.name}-{run_id[-6:]}"
+    probe_outcome = None
 
     with ExitStack() as stack:
         image_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="annotrace-image-", dir="/var/tmp")))
@@ -92,20 +124,34 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
             raise HarnessError(f"the daemon has no image record named {reference} after delivery; see {results_dir}")
         platform = scenario.image.platforms[0] if len(scenario.image.platforms) == 1 else None
         save_content(reader, record, results_dir / "state", platform)
-        action = run_action(sandbox, scenario, sentinels, reference, container_id, results_dir / "state")
-        (results_dir / "action.json").write_text(json.dumps(action.to_dict(), indent=2) + "\n")
+        if options.backend == "state":
+            action = run_action(sandbox, scenario, sentinels, reference, container_id, results_dir / "state")
+        else:
+            from harness.investigate import probe_and_localize
+
+            context = RunContext(scenario, build, dlv, sandbox, reference, results_dir, sentinels, run_id)
+            probe_outcome = probe_and_localize(context, plan, container_id, options)
+            action = probe_outcome.action
+        (results_dir / "action.json").write_text(json.dumps(action.to_dict() if action else {}, indent=2) + "\n")
 
     mapped = stage_map(sentinels, load_documents(results_dir))
+    sentinel_docs = [m.to_dict() for m in mapped]
+    if probe_outcome is not None:
+        probe_outcome.fill(sentinel_docs)
     document = {
         "containerd": build.contract(),
         "scenario": scenario.name,
-        "backend": "state",
+        "backend": options.backend,
         "tools": tool_versions(dlv),
-        "action": {"kind": scenario.action.kind, "exit_code": action.exit_code, "container_id": container_id,
-                   "image": reference, "delivery": scenario.image.delivery},
-        "sentinels": [m.to_dict() for m in mapped],
+        "action": {"kind": scenario.action.kind, "exit_code": action.exit_code if action else None,
+                   "container_id": container_id, "image": reference, "delivery": scenario.image.delivery},
+        "sentinels": sentinel_docs,
         "results_dir": _display_path(results_dir),
     }
+    if probe_outcome is not None:
+        document["probe"] = probe_outcome.summary()
     (results_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     (results_dir / "stage-map.txt").write_text(render_plain(document))
+    if probe_outcome is not None:
+        probe_outcome.write_report(document, results_dir, transcript=options.transcript)
     return document

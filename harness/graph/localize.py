@@ -126,9 +126,15 @@ class Candidate:
 
     @property
     def call_paths(self) -> list[list[str]]:
+        """Distinct caller chains, innermost first, cut after the last frame of the drop's module."""
+        module = self.function.split("/core/")[0].split("/images.")[0] if "containerd" in self.function else ""
         unique: dict[tuple[str, ...], None] = {}
         for handling in self.invocations:
-            unique[handling.invocation.callers] = None
+            callers = handling.invocation.callers
+            if module:
+                inside = [i for i, f in enumerate(callers) if f.startswith(module)]
+                callers = callers[: inside[-1] + 1] if inside else callers
+            unique[callers] = None
         return [list(path) for path in unique]
 
     def evidence(self, value_label: str) -> str:

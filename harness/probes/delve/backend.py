@@ -10,6 +10,7 @@ turns every hit into events.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,12 +22,17 @@ from pathlib import Path
 from harness.console import warn
 from harness.errors import HarnessError
 from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
-from harness.probes.delve.translate import thread_to_event
+from harness.probes.delve.translate import find_sightings, thread_to_event
 from harness.probes.events import Event
 
-# Deep enough for manifest.Annotations["k"] and req.Container.Spec.Value (bytes of JSON).
-VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=5, MaxStringLen=4096, MaxArrayValues=8192,
+# Deep enough for manifest.Annotations["k"] and c.Labels["k"]; shallow enough that a
+# hit costs milliseconds (clients and contexts are huge pointer graphs).
+VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=3, MaxStringLen=1024, MaxArrayValues=64,
                     MaxStructFields=-1)
+# For one value that the shallow load truncated (the spec travels as marshalled JSON bytes,
+# req.Container.Spec.Value): it is evaluated again, alone, with this budget.
+WIDE_VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=4, MaxStringLen=4096, MaxArrayValues=16384,
+                         MaxStructFields=-1)
 STACK_DEPTH = 24
 START_TIMEOUT = 60.0
 
@@ -65,6 +71,7 @@ class DelveSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.breakpoints = 0
+        self.raw_path = log_dir / f"delve-raw-{process}.jsonl" if os.environ.get("ANNOTRACE_DELVE_RAW") else None
 
     @property
     def address(self) -> str:
@@ -120,6 +127,7 @@ class DelveSession:
         return [f for f in self.control.list_functions(f"^{_regex_literal(function)}$", follow_calls=1) if f != function]
 
     def trace(self, functions: list[str]) -> None:
+        """Tracepoints on entry and on every return of each function."""
         assert self.control is not None
         values = VALUES.to_json()
         for function in functions:
@@ -137,7 +145,7 @@ class DelveSession:
                     raise ProbeFault(f"cannot set a tracepoint on {function} in {self.process}: {exc}") from exc
 
     # Collection.
-    def start_collecting(self, sentinels: list[str], probe_pass: int, seq_start: int, seq_lock: threading.Lock,
+    def start_collecting(self, sentinels: list[str], probe_pass: int, seq_lock: threading.Lock,
                          counter: list[int], started: float) -> None:
         client = DelveClient(self.address, timeout=None)
 
@@ -156,15 +164,24 @@ class DelveSession:
                             counter[0] += 1
                             seq = counter[0]
                         self.collected.hits += 1
-                        self.collected.events.append(
-                            thread_to_event(thread, self.process, seq, sentinels, probe_pass,
-                                            round(time.monotonic() - started, 6), self.source_root))
+                        if self.raw_path is not None:  # ANNOTRACE_DELVE_RAW=1: keep what delve sent (fixtures)
+                            with self.raw_path.open("a") as raw:
+                                raw.write(json.dumps(thread) + "\n")
+                        event = thread_to_event(thread, self.process, seq, sentinels, probe_pass,
+                                                round(time.monotonic() - started, 6), self.source_root)
+                        deepen(client, thread.get("goroutineID", 0), event, sentinels)
+                        self.collected.events.append(event)
                     if state.get("err") or state.get("Err"):
                         self.collected.fault = str(state.get("err") or state.get("Err"))
                         return
             except DelveRPCError as exc:
                 if not self._stop.is_set():
                     self.collected.fault = str(exc)
+            except Exception as exc:  # a bug here must not leave the target stopped forever
+                import traceback
+
+                self.collected.fault = f"collector failed: {exc!r}"
+                (self.log_path.parent / f"collector-{self.process}.traceback").write_text(traceback.format_exc())
             finally:
                 client.close()
 
@@ -222,6 +239,33 @@ class DelveSession:
             self.proc = None
         if self._thread is not None:
             self._thread.join(5.0)
+
+
+_TRUNCATED = re.compile(r"^(argument|local|return):(.+) \(((?:json )?bytes, )?truncated at \d+\)$")
+
+
+def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[str]) -> None:
+    """Load again, alone and in full, each value the shallow load truncated; search it too."""
+    still_unreadable = []
+    for entry in event.unreadable:
+        match = _TRUNCATED.match(entry)
+        if not match:
+            still_unreadable.append(entry)
+            continue
+        where, expression, is_bytes = match.groups()
+        if is_bytes and not is_bytes.startswith("json"):
+            still_unreadable.append(entry)  # binary data (a bbolt page, a tar stream): not worth loading
+            continue
+        try:
+            variable = client.eval(goroutine, 0, expression, WIDE_VALUES)
+        except DelveRPCError:
+            still_unreadable.append(entry)
+            continue
+        variable["name"] = expression
+        found, missing = find_sightings([variable], where, sentinels)
+        event.sightings.extend(s for s in found if s not in event.sightings)
+        still_unreadable.extend(missing)
+    event.unreadable = still_unreadable
 
 
 def _regex_literal(name: str) -> str:

@@ -41,7 +41,9 @@ def leaves(variable: dict, path: str) -> Iterator[tuple[str, str | None]]:
         data = bytes(int(c.get("value") or 0) & 0xFF for c in children)
         yield f"{path} (bytes)", data.decode(errors="replace")
         if variable.get("len", 0) > len(children):
-            yield f"{path} (bytes, truncated at {len(children)})", None
+            # Marshalled JSON is worth loading in full; binary data (bbolt pages) is not.
+            kind_note = "json bytes" if data.lstrip()[:1] in (b"{", b"[") else "bytes"
+            yield f"{path} ({kind_note}, truncated at {len(children)})", None
     elif kind == KIND_MAP:
         for index in range(0, len(children) - 1, 2):
             key, value = children[index], children[index + 1]

@@ -1,0 +1,111 @@
+"""One probe pass under delve: the daemon attached, ctr exec'd, the action driven, events out."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.actions import ActionResult, run_action
+from harness.console import step
+from harness.image.scenario import Scenario, Sentinel
+from harness.errors import HarnessError
+from harness.probes.delve.backend import DelveSession, daemon_pid
+from harness.probes.events import Event
+from harness.probes.plan import ResolvedPlan
+from harness.sandbox.daemon import Sandbox
+
+CTR_EXIT_TIMEOUT = 240.0
+
+
+class DelveRun:
+    """The handle actions._drive uses for a ctr running under delve."""
+
+    def __init__(self, session: DelveSession) -> None:
+        self.session = session
+
+    def poll(self) -> int | None:
+        collected = self.session.collected
+        if collected.exited:
+            return collected.exit_status if collected.exit_status is not None else 0
+        if collected.fault:
+            return -1
+        return None
+
+    def finish(self, line: str, timeout: float) -> tuple[int | None, str]:
+        self.session.write_stdin(line)
+        if not self.session.wait_exit(max(timeout, CTR_EXIT_TIMEOUT)):
+            raise subprocess.TimeoutExpired("ctr under delve", timeout)
+        output = self.session.output_path.read_text(errors="replace") if self.session.output_path.exists() else ""
+        return self.poll(), output
+
+    def abort(self) -> None:
+        pass  # the session's exit kills the target
+
+
+@dataclass
+class PassResult:
+    index: int
+    events: list[Event] = field(default_factory=list)
+    action: ActionResult | None = None
+    faults: list[str] = field(default_factory=list)
+    breakpoints: dict[str, int] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    functions: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"pass": self.index, "functions": self.functions, "breakpoints": self.breakpoints,
+                "hits": self.hits, "events": len(self.events), "faults": self.faults,
+                "seconds": round(self.seconds, 2),
+                "exit_code": self.action.exit_code if self.action else None}
+
+
+def delve_pass(index: int, sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], reference: str,
+               container_id: str, state_dir: Path, dlv: Path, plan: ResolvedPlan, source_root: str,
+               seq_start: int = 0) -> PassResult:
+    """Run the scenario's action once with the plan's tracepoints; faults are recorded, not raised."""
+    assert sandbox.workdir is not None
+    result = PassResult(index, functions=plan.functions)
+    values = [s.value for s in sentinels]
+    counter, lock = [seq_start], threading.Lock()
+    started = time.monotonic()
+    log_dir = state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    step(f"probe pass {index}: delve on ctr ({len(plan.functions['ctr'])} functions) and containerd "
+         f"({len(plan.functions['containerd'])} functions)")
+    sessions: dict[str, DelveSession] = {}
+    try:
+        with DelveSession(dlv, "containerd", sandbox.workdir, log_dir, attach_pid=daemon_pid(sandbox),
+                          source_root=source_root) as daemon:
+            sessions["containerd"] = daemon
+            daemon.trace(plan.functions["containerd"])
+            daemon.start_collecting(values, index, lock, counter, started)
+
+            @contextlib.contextmanager
+            def launch(command: list[str], env: dict[str, str]):
+                with DelveSession(dlv, "ctr", sandbox.workdir, log_dir, exec_argv=command, env=env,
+                                  source_root=source_root) as ctr:
+                    sessions["ctr"] = ctr
+                    ctr.trace(plan.functions["ctr"])
+                    ctr.start_collecting(values, index, lock, counter, started)
+                    yield DelveRun(ctr)
+
+            result.action = run_action(sandbox, scenario, sentinels, reference, container_id, state_dir, launch)
+            daemon.stop_collecting()
+    except HarnessError as exc:  # ProbeFault included: a fault makes the pass incomplete, not a crash
+        result.faults.append(str(exc))
+    for process, session in sessions.items():
+        result.events += session.collected.events
+        result.breakpoints[process] = session.breakpoints
+        result.hits[process] = session.collected.hits
+        if session.collected.fault:
+            result.faults.append(f"{process}: {session.collected.fault}")
+    if "ctr" in sessions and not sessions["ctr"].collected.exited:
+        result.faults.append("ctr: the target did not run to its end under delve")
+    result.events.sort(key=lambda e: e.seq)
+    result.seconds = time.monotonic() - started
+    return result
