@@ -179,10 +179,20 @@ def _frontier(localizations: dict[str, Localization], events: list[Event], plan:
                         add[process].add(callee)
             if any(add.values()):
                 reasons.append(f"{value}: not seen by any probe; widening to callees of the functions that ran")
+    reasons = _group_reasons(reasons)
     for process in PROCESSES:
         if len(add[process]) > MAX_NEW_PROBES:
             add[process] = set(sorted(add[process])[:MAX_NEW_PROBES])
     return add, reasons
+
+
+def _group_reasons(reasons: list[str]) -> list[str]:
+    """'v1: why', 'v2: why' -> 'why (2 sentinels)'."""
+    grouped: dict[str, int] = {}
+    for reason in reasons:
+        why = reason.split(": ", 1)[1] if ": " in reason else reason
+        grouped[why] = grouped.get(why, 0) + 1
+    return [f"{why} ({count} sentinel{'s' if count != 1 else ''})" for why, count in grouped.items()]
 
 
 def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options) -> ProbeOutcome:

@@ -122,9 +122,13 @@ class DelveSession:
 
     # Tracepoints.
     def static_callees(self, function: str) -> list[str]:
-        """Functions `function` calls, from delve's reading of the binary (ListFunctions FollowCalls=1)."""
+        """Functions `function` calls directly, from delve's reading of the binary.
+
+        ListFunctions counts the matched function as depth 1, so FollowCalls=2 adds its callees.
+        """
         assert self.control is not None
-        return [f for f in self.control.list_functions(f"^{_regex_literal(function)}$", follow_calls=1) if f != function]
+        found = self.control.list_functions(f"^{_regex_literal(function)}$", follow_calls=2)
+        return [f for f in found if f != function]
 
     def trace(self, functions: list[str]) -> None:
         """Tracepoints on entry and on every return of each function."""
