@@ -199,6 +199,7 @@ def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], 
     """Run the scenario's action; `out` (the run's state dir) receives what was captured."""
     reader = StateReader(sandbox)
     result = ActionResult(container_id)
+    out.mkdir(parents=True, exist_ok=True)
     fifo = ["--fifo-dir", str(sandbox.fifo_dir)]
     if scenario.action.kind == "run":
         extra = runtime_flag_args(sandbox, scenario, sentinels, ("run",))
@@ -212,9 +213,16 @@ def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], 
         step(f"ctr containers create {' '.join(extra)} {reference} {container_id}")
         sandbox.log_command(create)
         result.commands.append(create)
-        proc = subprocess.run(create, capture_output=True, text=True, timeout=120, env=sandbox.client_env())
-        if proc.returncode != 0:
-            raise HarnessError(f"`ctr containers create` failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        with launch(create, sandbox.client_env()) as running:  # probed like `run` when under a debugger
+            try:
+                code, output = running.finish("", EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                raise HarnessError(f"`ctr containers create` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
+            finally:
+                running.abort()
+        result.output += output
+        if code != 0:
+            raise HarnessError(f"`ctr containers create` failed ({code}): {(output.strip().splitlines() or ['?'])[-1]}")
         start = sandbox.ctr_command("tasks", "start", *fifo, container_id)
         step(f"ctr tasks start {container_id}")
         _drive(sandbox, reader, start, container_id, out, result, launch)

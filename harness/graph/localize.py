@@ -77,10 +77,18 @@ class Handling:
     passed: list[str]  # evidence: how V went on
     kept_for_caller: bool
     complete: bool  # its return was observed
+    unreadable_out: list[str] = field(default_factory=list)  # outputs delve could not read in full
 
     @property
     def dropped(self) -> bool:
-        return self.complete and bool(self.got) and not self.passed and not self.kept_for_caller
+        # An output that could not be read might carry the value: unknown, never "dropped".
+        return (self.complete and bool(self.got) and not self.passed and not self.kept_for_caller
+                and not self.unreadable_out)
+
+
+def _may_hide_text(entry: str) -> bool:
+    """Truncated text or JSON bytes might hold the value; binary bytes (bbolt pages) do not count."""
+    return "(json bytes, truncated" in entry or (" (truncated at " in entry and "bytes" not in entry)
 
 
 def _contains(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
@@ -110,7 +118,10 @@ def handle(invocation: Invocation, value: str, all_invocations: list[Invocation]
                 if other.function == handler and other.call is not None and _paths(other.call, value, "argument"):
                     passed.append(f"sent to the daemon: {handler} received it")
     kept = bool(entry_args) and bool(exit_args)
-    return Handling(invocation, got, sorted(set(passed)), kept, complete=invocation.ret is not None)
+    unreadable_out = [u for u in (invocation.ret.unreadable if invocation.ret else [])
+                      if _may_hide_text(u) and (u.startswith("return:") or (u.startswith("argument:") and not entry_args))]
+    return Handling(invocation, got, sorted(set(passed)), kept, complete=invocation.ret is not None,
+                    unreadable_out=unreadable_out)
 
 
 @dataclass
@@ -196,6 +207,9 @@ def localize(value: str, events: list[Event], reached_runtime: bool | None, *,
         return Localization(value, "reached", first_seen=first_seen, last_carriers=last_carriers)
     handlings = [handle(i, value, all_invocations, rpc_joins) for i in holding]
     unknown = [f"{h.invocation.function} (return not observed)" for h in handlings if not h.complete and h.got]
+    unknown += [f"{h.invocation.function}: held it, but {h.unreadable_out[0].split(':', 1)[1]} could not be read"
+                for h in handlings if h.complete and h.got and not h.passed and h.unreadable_out]
+    unknown = list(dict.fromkeys(unknown))
     grouped: dict[tuple[str, str], Candidate] = {}
     for handling in handlings:
         if not handling.dropped:

@@ -27,12 +27,15 @@ from harness.probes.events import Event
 
 # Deep enough for manifest.Annotations["k"] and c.Labels["k"]; shallow enough that a
 # hit costs milliseconds (clients and contexts are huge pointer graphs).
-VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=3, MaxStringLen=1024, MaxArrayValues=64,
+# Two levels reach map entries (manifest.Annotations["k"]) and labels; truncated strings
+# and JSON bytes are loaded again in full by deepen(). Measured by benchmarks/delve_cost.py.
+VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=2, MaxStringLen=1024, MaxArrayValues=32,
                     MaxStructFields=-1)
 # For one value that the shallow load truncated (the spec travels as marshalled JSON bytes,
 # req.Container.Spec.Value): it is evaluated again, alone, with this budget.
 WIDE_VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=4, MaxStringLen=4096, MaxArrayValues=16384,
                          MaxStructFields=-1)
+
 STACK_DEPTH = 24
 START_TIMEOUT = 60.0
 
@@ -48,19 +51,23 @@ class Collected:
     fault: str | None = None
     exited: bool = False
     exit_status: int | None = None
+    wait_seconds: float = 0.0  # inside `continue` (target running + delve loading values)
+    translate_seconds: float = 0.0  # turning hits into events here
 
 
 class DelveSession:
     """`with DelveSession(...) as session:` a headless delve serving on a private unix socket."""
 
     def __init__(self, dlv: Path, process: str, work_dir: Path, log_dir: Path, *, exec_argv: list[str] | None = None,
-                 attach_pid: int | None = None, env: dict[str, str] | None = None, source_root: str = "") -> None:
+                 attach_pid: int | None = None, env: dict[str, str] | None = None, source_root: str = "",
+                 label: str | None = None) -> None:
         if (exec_argv is None) == (attach_pid is None):
             raise ValueError("give exactly one of exec_argv and attach_pid")
         self.dlv = dlv
         self.process = process
-        self.socket = work_dir / f"dlv-{process}.sock"
-        self.log_path = log_dir / f"delve-{process}.log"
+        label = label or process  # files are named by label: two ctr sessions in one pass differ
+        self.socket = work_dir / f"dlv-{label}.sock"
+        self.log_path = log_dir / f"delve-{label}.log"
         self.exec_argv = exec_argv
         self.attach_pid = attach_pid
         self.env = env
@@ -71,7 +78,8 @@ class DelveSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.breakpoints = 0
-        self.raw_path = log_dir / f"delve-raw-{process}.jsonl" if os.environ.get("ANNOTRACE_DELVE_RAW") else None
+        self.setup_seconds = 0.0  # starting delve, reading the binary, setting tracepoints
+        self.raw_path = log_dir / f"delve-raw-{label}.jsonl" if os.environ.get("ANNOTRACE_DELVE_RAW") else None
 
     @property
     def address(self) -> str:
@@ -91,9 +99,12 @@ class DelveSession:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE if self.exec_argv else subprocess.DEVNULL,
                                      stdout=output, stderr=output, env=self.env, start_new_session=True)
         output.close()
+        started = time.monotonic()
         try:
             self._wait_listening()
             self.control = DelveClient(self.address, timeout=120)
+            self.control.get_version()  # answers once delve has read the binary
+            self.setup_seconds += time.monotonic() - started
         except BaseException:
             self._stop_delve(kill_target=True)
             raise
@@ -133,6 +144,7 @@ class DelveSession:
     def trace(self, functions: list[str]) -> None:
         """Tracepoints on entry and on every return of each function."""
         assert self.control is not None
+        started = time.monotonic()
         values = VALUES.to_json()
         for function in functions:
             try:
@@ -147,6 +159,7 @@ class DelveSession:
             except DelveRPCError as exc:
                 if "already exists" not in str(exc):
                     raise ProbeFault(f"cannot set a tracepoint on {function} in {self.process}: {exc}") from exc
+        self.setup_seconds += time.monotonic() - started
 
     # Collection.
     def start_collecting(self, sentinels: list[str], probe_pass: int, seq_lock: threading.Lock,
@@ -156,7 +169,10 @@ class DelveSession:
         def loop() -> None:
             try:
                 while not self._stop.is_set():
+                    waited = time.monotonic()
                     state = client.continue_(VALUES)
+                    self.collected.wait_seconds += time.monotonic() - waited
+                    translating = time.monotonic()
                     if state.get("exited"):
                         self.collected.exited = True
                         self.collected.exit_status = state.get("exitStatus")
@@ -175,6 +191,7 @@ class DelveSession:
                                                 round(time.monotonic() - started, 6), self.source_root)
                         deepen(client, thread.get("goroutineID", 0), event, sentinels)
                         self.collected.events.append(event)
+                    self.collected.translate_seconds += time.monotonic() - translating
                     if state.get("err") or state.get("Err"):
                         self.collected.fault = str(state.get("err") or state.get("Err"))
                         return
@@ -249,7 +266,10 @@ _TRUNCATED = re.compile(r"^(argument|local|return):(.+) \(((?:json )?bytes, )?tr
 
 
 def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[str]) -> None:
-    """Load again, alone and in full, each value the shallow load truncated; search it too."""
+    """Load again, in full, each text value the shallow load truncated; search it too.
+
+    Arguments and locals are evaluated alone by their path.
+    """
     still_unreadable = []
     for entry in event.unreadable:
         match = _TRUNCATED.match(entry)
@@ -259,6 +279,12 @@ def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[st
         where, expression, is_bytes = match.groups()
         if is_bytes and not is_bytes.startswith("json"):
             still_unreadable.append(entry)  # binary data (a bbolt page, a tar stream): not worth loading
+            continue
+        if expression.startswith("~r"):
+            # Result parameters cannot be named in an expression, and reloading all of the
+            # function's arguments wide costs seconds per hit (receivers hold bbolt maps):
+            # the value stays unknown, which localization respects.
+            still_unreadable.append(entry)
             continue
         try:
             variable = client.eval(goroutine, 0, expression, WIDE_VALUES)

@@ -122,5 +122,9 @@ class DelveClient:
         args = {"Scope": {"GoroutineID": goroutine, "Frame": frame}, "Cfg": cfg.to_json()}
         return self.call("ListLocalVars", args).get("Variables") or []
 
+    def list_function_args(self, goroutine: int, frame: int, cfg: LoadConfig) -> list[dict]:
+        args = {"Scope": {"GoroutineID": goroutine, "Frame": frame}, "Cfg": cfg.to_json()}
+        return self.call("ListFunctionArgs", args).get("Args") or []
+
     def detach(self, kill: bool) -> None:
         self.call("Detach", {"Kill": kill})

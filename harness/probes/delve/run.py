@@ -13,7 +13,7 @@ from harness.actions import ActionResult, run_action
 from harness.console import step
 from harness.image.scenario import Scenario, Sentinel
 from harness.errors import HarnessError
-from harness.probes.delve.backend import DelveSession, daemon_pid
+from harness.probes.delve.backend import START_TIMEOUT, DelveSession, ProbeFault, daemon_pid
 from harness.probes.events import Event
 from harness.probes.plan import ResolvedPlan
 from harness.sandbox.daemon import Sandbox
@@ -56,10 +56,11 @@ class PassResult:
     hits: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     functions: dict[str, list[str]] = field(default_factory=dict)
+    costs: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"pass": self.index, "functions": self.functions, "breakpoints": self.breakpoints,
-                "hits": self.hits, "events": len(self.events), "faults": self.faults,
+                "hits": self.hits, "events": len(self.events), "faults": self.faults, "costs": self.costs,
                 "seconds": round(self.seconds, 2),
                 "exit_code": self.action.exit_code if self.action else None}
 
@@ -77,35 +78,61 @@ def delve_pass(index: int, sandbox: Sandbox, scenario: Scenario, sentinels: list
     state_dir.mkdir(parents=True, exist_ok=True)
     step(f"probe pass {index}: delve on ctr ({len(plan.functions['ctr'])} functions) and containerd "
          f"({len(plan.functions['containerd'])} functions)")
-    sessions: dict[str, DelveSession] = {}
-    try:
-        with DelveSession(dlv, "containerd", sandbox.workdir, log_dir, attach_pid=daemon_pid(sandbox),
-                          source_root=source_root) as daemon:
+    sessions: dict[str, DelveSession] = {}  # "containerd", "ctr", "ctr#2" (create, then start)
+    daemon = DelveSession(dlv, "containerd", sandbox.workdir, log_dir, attach_pid=daemon_pid(sandbox),
+                          source_root=source_root)
+    daemon_ready = threading.Event()
+    daemon_error: list[BaseException] = []
+
+    def attach_daemon() -> None:
+        # Runs while ctr's delve starts: reading two large binaries in parallel halves the set-up.
+        try:
+            daemon.__enter__()
             sessions["containerd"] = daemon
             daemon.trace(plan.functions["containerd"])
             daemon.start_collecting(values, index, lock, counter, started)
+        except BaseException as exc:  # reported by the main thread
+            daemon_error.append(exc)
+        finally:
+            daemon_ready.set()
 
-            @contextlib.contextmanager
-            def launch(command: list[str], env: dict[str, str]):
-                with DelveSession(dlv, "ctr", sandbox.workdir, log_dir, exec_argv=command, env=env,
-                                  source_root=source_root) as ctr:
-                    sessions["ctr"] = ctr
-                    ctr.trace(plan.functions["ctr"])
-                    ctr.start_collecting(values, index, lock, counter, started)
-                    yield DelveRun(ctr)
+    attacher = threading.Thread(target=attach_daemon, name="attach-containerd", daemon=True)
+    attacher.start()
 
-            result.action = run_action(sandbox, scenario, sentinels, reference, container_id, state_dir, launch)
-            daemon.stop_collecting()
+    @contextlib.contextmanager
+    def launch(command: list[str], env: dict[str, str]):
+        key = "ctr" if "ctr" not in sessions else f"ctr#{sum(k.startswith('ctr') for k in sessions) + 1}"
+        with DelveSession(dlv, "ctr", sandbox.workdir, log_dir, exec_argv=command, env=env,
+                          source_root=source_root, label=key.replace("#", "-")) as ctr:
+            sessions[key] = ctr
+            ctr.trace(plan.functions["ctr"])
+            # The daemon's tracepoints must be in place before ctr sends its first request.
+            if not daemon_ready.wait(START_TIMEOUT) or daemon_error:
+                raise ProbeFault(f"could not attach delve to containerd: {daemon_error[0] if daemon_error else 'timeout'}")
+            ctr.start_collecting(values, index, lock, counter, started)
+            yield DelveRun(ctr)
+
+    try:
+        result.action = run_action(sandbox, scenario, sentinels, reference, container_id, state_dir, launch)
     except HarnessError as exc:  # ProbeFault included: a fault makes the pass incomplete, not a crash
         result.faults.append(str(exc))
+    finally:
+        daemon_ready.wait(START_TIMEOUT)
+        if "containerd" in sessions:
+            daemon.stop_collecting()
+        daemon.__exit__(None, None, None)
     for process, session in sessions.items():
         result.events += session.collected.events
         result.breakpoints[process] = session.breakpoints
         result.hits[process] = session.collected.hits
+        result.costs[process] = {"wait": round(session.collected.wait_seconds, 2),
+                                 "translate": round(session.collected.translate_seconds, 2),
+                                 "setup": round(session.setup_seconds, 2)}
         if session.collected.fault:
             result.faults.append(f"{process}: {session.collected.fault}")
-    if "ctr" in sessions and not sessions["ctr"].collected.exited:
-        result.faults.append("ctr: the target did not run to its end under delve")
+    for key, session in sessions.items():
+        if key.startswith("ctr") and not session.collected.exited:
+            result.faults.append(f"{key}: the target did not run to its end under delve")
     result.events.sort(key=lambda e: e.seq)
     result.seconds = time.monotonic() - started
     return result
