@@ -25,7 +25,8 @@ def results_dir(document: dict) -> Path:
 
 
 def test_reproduce_shows_the_manifest_annotation_dying_before_spec(shared_build, annotrace, no_leftovers):
-    result = annotrace("reproduce", "--json")
+    # The stage map alone (no debugger): what the daemon's state says.
+    result = annotrace("reproduce", "--backend", "state", "--json")
     assert result.code == 0, result.stderr
     document = result.document
     assert document["scenario"] == "seed-ctr-run"
@@ -77,7 +78,7 @@ def test_second_build_call_rebuilds_nothing(shared_build, annotrace):
 
 
 def test_runtime_annotation_reaches_the_runtime(shared_build, annotrace, no_leftovers):
-    result = annotrace("run", "runtime-annotation", "--json")
+    result = annotrace("run", "runtime-annotation", "--backend", "state", "--json")
     assert result.code == 0, result.stderr
     document = result.document
     [flag] = by_source(document, "runtime-flag")
@@ -97,7 +98,7 @@ def test_runtime_annotation_reaches_the_runtime(shared_build, annotrace, no_left
 
 
 def test_urunc_json_reaches_the_runtime_through_the_rootfs(shared_build, annotrace, no_leftovers):
-    result = annotrace("run", "urunc-json", "--json")
+    result = annotrace("run", "urunc-json", "--backend", "state", "--json")
     assert result.code == 0, result.stderr
     document = result.document
     for sentinel in by_source(document, "urunc-json"):
@@ -112,7 +113,7 @@ def test_urunc_json_reaches_the_runtime_through_the_rootfs(shared_build, annotra
 
 
 def test_every_source_with_import_and_create_start(shared_build, annotrace, no_leftovers):
-    result = annotrace("run", "all-sources", "--json")
+    result = annotrace("run", "all-sources", "--backend", "state", "--json")
     assert result.code == 0, result.stderr
     document = result.document
     assert document["action"]["delivery"] == "import"
