@@ -46,7 +46,7 @@ def _in_scope(function: str, module: str) -> bool:
     """Functions of containerd itself (not the runtime, not vendored libraries, no compiler wrappers)."""
     if not (function.startswith(module + "/") or function.startswith(module + ".")):
         return False
-    return not re.search(r"\.(gowrap|deferwrap)\d+$|-fm$|\.init(\.|$)", function)
+    return not re.search(r"\.(gowrap|deferwrap)\d+$|-fm$|\.init(\.\d+)?$", function)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.image.layout import write_layout
 from harness.image.scenario import Scenario
 from harness.paths import results_root
+from harness.report.markdown import machine_environment
 from harness.report.stagetable import render_plain
 from harness.sandbox import Registry, Sandbox
 from harness.stagemap import load_documents, save_content, stage_map
@@ -143,6 +144,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         "scenario": scenario.name,
         "backend": options.backend,
         "tools": tool_versions(dlv),
+        "environment": machine_environment(),
         "action": {"kind": scenario.action.kind, "exit_code": action.exit_code if action else None,
                    "container_id": container_id, "image": reference, "delivery": scenario.image.delivery},
         "sentinels": sentinel_docs,

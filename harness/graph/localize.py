@@ -16,9 +16,12 @@ ranked (see `_rank`); the ranking and its reasons go into the report.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 from harness.probes.events import Event
+from harness.versions import V1_MODULE, V2_MODULE
 
 
 @dataclass
@@ -46,17 +49,25 @@ class Invocation:
 def invocations(events: list[Event]) -> list[Invocation]:
     """Pair calls and returns; an unmatched call is an invocation whose return was not seen."""
     open_calls: dict[tuple, list[Invocation]] = {}
+    last_closed: dict[tuple, Invocation] = {}
     result: list[Invocation] = []
     for event in sorted(events, key=lambda e: e.seq):
         key = (event.process, event.goroutine, event.function, event.caller_stack)
         if event.kind == "call":
             invocation = Invocation(event.process, event.function, event.goroutine, event.caller_stack, call=event)
             open_calls.setdefault(key, []).append(invocation)
+            last_closed.pop(key, None)
             result.append(invocation)
         else:
             pending = open_calls.get(key)
             if pending:
-                pending.pop().ret = event
+                closed = pending.pop()
+                closed.ret = event
+                last_closed[key] = closed
+            elif key in last_closed:
+                # A function with defers stops at two return locations in one return (before
+                # and after its deferred calls); the later one holds the final results.
+                last_closed[key].ret = event
             else:  # probes set while the function was already running
                 result.append(Invocation(event.process, event.function, event.goroutine, event.caller_stack, ret=event))
     return result
@@ -86,9 +97,12 @@ class Handling:
                 and not self.unreadable_out)
 
 
+_BINARY_BYTES = re.compile(r" \(bytes, truncated at \d+\)$")
+
+
 def _may_hide_text(entry: str) -> bool:
     """Truncated text or JSON bytes might hold the value; binary bytes (bbolt pages) do not count."""
-    return "(json bytes, truncated" in entry or (" (truncated at " in entry and "bytes" not in entry)
+    return not _BINARY_BYTES.search(entry)
 
 
 def _contains(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
@@ -138,7 +152,8 @@ class Candidate:
     @property
     def call_paths(self) -> list[list[str]]:
         """Distinct caller chains, innermost first, cut after the last frame of the drop's module."""
-        module = self.function.split("/core/")[0].split("/images.")[0] if "containerd" in self.function else ""
+        module = next((m for m in (V2_MODULE, V1_MODULE) if self.function.startswith(m + "/") or
+                       self.function.startswith(m + ".")), "")
         unique: dict[tuple[str, ...], None] = {}
         for handling in self.invocations:
             callers = handling.invocation.callers
@@ -197,11 +212,9 @@ def localize(value: str, events: list[Event], reached_runtime: bool | None, *,
     holding = [i for i in all_invocations if any(s.value == value for e in (i.call, i.ret) if e for s in e.sightings)]
     if not holding:
         return Localization(value, "reached" if reached_runtime else "not-seen")
-    first = min(holding, key=lambda i: i.first_seq)
-    first_event = first.call if first.call and first.call.holds(value) else first.ret
-    assert first_event is not None
-    first_seen = {"function": first.function, "process": first.process, "seq": first_event.seq,
-                  "where": [f"{s.where} {s.path}" for s in first_event.holds(value)]}
+    first_event = min((e for e in events if e.holds(value)), key=lambda e: e.seq)
+    first_seen = {"function": first_event.function, "process": first_event.process, "seq": first_event.seq,
+                  "kind": first_event.kind, "where": [f"{s.where} {s.path}" for s in first_event.holds(value)]}
     last_carriers = list(dict.fromkeys(i.function for i in sorted(holding, key=lambda i: i.last_seq, reverse=True)))[:5]
     if reached_runtime:
         return Localization(value, "reached", first_seen=first_seen, last_carriers=last_carriers)

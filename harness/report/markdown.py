@@ -35,14 +35,23 @@ def source_excerpt(build_dir: str, file: str, line: int, before: int = 6, after:
     return "\n".join(f"{'=>' if n == line else '  '} {n:4d}: {lines[n - 1]}" for n in range(start, end + 1))
 
 
+def machine_environment() -> dict:
+    """Recorded into result.json at run time, so a re-rendered report describes the run's machine."""
+    try:
+        runc = subprocess.run(["runc", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
+    except OSError:
+        runc = []
+    return {"runc": runc[0] if runc else "unknown", "kernel": platform.release(), "platform": platform.platform()}
+
+
 def _environment(document: dict) -> list[str]:
-    runc = subprocess.run(["runc", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
+    machine = document.get("environment") or {"runc": "not recorded", "kernel": "not recorded", "platform": ""}
     containerd = document["containerd"]
     return [
         f"- containerd: `{containerd['version']}` ({containerd['module']}), commit `{containerd['commit'] or 'tag ' + containerd['version']}`, "
         f"built from the Go module proxy with `-gcflags=all=-N -l`" + (f", patches: {', '.join(containerd['patches'])}" if containerd["patches"] else ""),
         f"- Go: `{document['tools']['go']}`; delve: `{document['tools']['delve']}`",
-        f"- runc: `{runc[0] if runc else 'unknown'}`; kernel: `{platform.release()}`; {platform.platform()}",
+        f"- runc: `{machine['runc']}`; kernel: `{machine['kernel']}`; {machine['platform']}",
     ]
 
 

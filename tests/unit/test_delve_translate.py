@@ -540,8 +540,6 @@ def test_client_reports_a_closed_connection(tmp_path):
     assert server.requests == [{"method": "RPCServer.State", "params": [{"NonBlocking": True}], "id": 1}]
 
 
-@pytest.mark.xfail(strict=True, reason="harness bug: DelveClient._read decodes each recv() chunk on its own, "
-                                       "so a UTF-8 character split across chunks becomes U+FFFD")
 def test_client_keeps_utf8_split_across_chunks(tmp_path):
     body = json.dumps({"id": 1, "result": {"Funcs": ["pkg.é"]}, "error": None}, ensure_ascii=False).encode()
     cut = body.index("é".encode()) + 1  # inside the two-byte character

@@ -81,11 +81,10 @@ def test_seed_sentinels_are_dropped_by_images_config(sentinel):
     ]
     assert top.score == (True, True, 4, 37)
 
-    # Where the value was first seen: images.Config's invocation starts first (seq 3), so it is
-    # reported, although images.Manifest's return (seq 5) held the value one event before
-    # images.Config's return (seq 6). See the report: first_seen is ordered by invocation start.
-    assert loc.first_seen == {"function": IMAGES_CONFIG, "process": "ctr", "seq": 6,
-                              "where": [f'local manifest.Annotations["{sentinel["key"]}"]']}
+    # Where the value was first seen: the earliest event holding it, images.Manifest's return.
+    assert loc.first_seen == {"function": IMAGES_MANIFEST, "process": "ctr", "seq": 5, "kind": "return",
+                              "where": [f'return ~r0.Annotations["{sentinel["key"]}"]',
+                                        f'local m[0].m.Annotations["{sentinel["key"]}"]']}
     assert loc.last_carriers == [IMAGES_CONFIG, IMAGES_MANIFEST]
 
 
@@ -102,7 +101,7 @@ def test_seed_reached_runtime_means_no_drop():
     assert loc.status == "reached"
     assert loc.drop is None
     assert loc.candidates == []
-    assert loc.first_seen["function"] == IMAGES_CONFIG
+    assert loc.first_seen["function"] == IMAGES_MANIFEST
     assert loc.last_carriers == [IMAGES_CONFIG, IMAGES_MANIFEST]
 
 
@@ -143,7 +142,7 @@ def test_runtime_flag_reaches_the_bundle():
         f"{V2}/client.(*Client).NewContainer",
     ]
     assert loc.first_seen == {"function": f"{V2}/cmd/ctr/commands/run.NewContainer", "process": "ctr", "seq": 1,
-                              "where": ["argument cliContext.parentContext.flagSet.args[5]"]}
+                              "kind": "call", "where": ["argument cliContext.parentContext.flagSet.args[5]"]}
 
 
 def test_runtime_flag_not_reached_is_unresolved_because_the_spec_bytes_were_cut():
@@ -182,14 +181,13 @@ def test_invocations_pair_calls_and_returns():
         assert invocation.frames[0] == IMAGES_CONFIG
         assert invocation.first_seq == invocation.call.seq and invocation.last_seq == invocation.ret.seq
     every = invocations(SEED_EVENTS)
-    assert len(every) == 32
-    assert sum(1 for i in every if i.call and i.ret) == 28
-    # Functions with defers were reported at their return twice (identical events); the second
-    # return has no call left to pair with and becomes an invocation without a call.
-    assert [(i.function.rsplit("/", 1)[-1], i.ret.seq) for i in every if i.call is None] == [
-        ("metadata.(*containerStore).Create", 47), ("client.(*Client).NewContainer", 51),
-        ("v2.NewBundle", 57), ("v2.(*TaskManager).Create", 59)]
-    assert not [i for i in every if i.ret is None]
+    # Functions with defers stop at two return locations in one return; the second stop
+    # (after the deferred calls) becomes the invocation's return instead of an orphan.
+    assert len(every) == 28
+    assert all(i.call and i.ret for i in every)
+    returns = {i.function.rsplit("/", 1)[-1]: i.ret.seq for i in every if i.call is not None}
+    assert returns["metadata.(*containerStore).Create"] == 47 and returns["client.(*Client).NewContainer"] == 51
+    assert returns["v2.NewBundle"] == 57 and returns["v2.(*TaskManager).Create"] == 59
 
 
 def test_orphan_return_and_unmatched_call():
@@ -259,7 +257,7 @@ def test_value_kept_for_the_caller_is_not_dropped():
     loc = localize("V", events, reached_runtime=False)
     assert loc.status == "unresolved"
     assert loc.candidates == [] and loc.drop is None
-    assert loc.first_seen == {"function": f"{M}/pkg.Hold", "process": "ctr", "seq": 1,
+    assert loc.first_seen == {"function": f"{M}/pkg.Hold", "process": "ctr", "seq": 1, "kind": "call",
                               "where": ['argument cfg.Labels["k"]']}
 
 
@@ -330,3 +328,26 @@ def test_truncated_json_output_is_unknown_but_binary_bytes_are_not():
     assert binary.status == "dropped" and binary.unknown == []
     local_cut = run("local:tmp (truncated at 512)")  # a local is not an output
     assert local_cut.status == "dropped"
+
+
+def test_call_paths_of_a_drop_outside_core_are_cut_at_the_module():
+    function = f"{V2}/client.WithImageConfigLabels.func1"
+    stack = [Frame(function, "client/container_opts.go", 117),
+             Frame(f"{V2}/client.(*Client).NewContainer", "client/client.go", 305),
+             Frame(f"{V2}/cmd/ctr/commands/run.NewContainer", "cmd/ctr/commands/run/run_unix.go", 150),
+             Frame("main.main", "cmd/ctr/main.go", 32),
+             Frame("runtime.main", "/usr/local/go/src/runtime/proc.go", 290)]
+    events = [Event(1, "ctr", "call", function, "client/container_opts.go", 117, 1, stack),
+              Event(2, "ctr", "return", function, "client/container_opts.go", 141, 1, stack,
+                    [Sighting("V", "local", 'image.Labels["k"]')])]
+    loc = localize("V", events, reached_runtime=False, sink_roots=V2_LAYOUT.sink_roots)
+    assert loc.status == "dropped"
+    assert loc.drop.call_paths == [[f"{V2}/client.(*Client).NewContainer", f"{V2}/cmd/ctr/commands/run.NewContainer"]]
+
+
+def test_truncated_string_under_a_key_containing_bytes_is_still_unknown():
+    stack = _stack(f"{M}/pkg.F")
+    events = [Event(1, "ctr", "call", f"{M}/pkg.F", "x.go", 1, 1, stack),
+              Event(2, "ctr", "return", f"{M}/pkg.F", "x.go", 9, 1, stack, [Sighting("V", "local", "v")],
+                    unreadable=['return:~r0.Labels["io.bytes.size"] (truncated at 512)'])]
+    assert localize("V", events, reached_runtime=False).status == "unresolved"

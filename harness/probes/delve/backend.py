@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.console import warn
 from harness.errors import HarnessError
 from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
-from harness.probes.delve.translate import find_sightings, thread_to_event
+from harness.probes.delve.translate import KIND_ARRAY, KIND_SLICE, find_sightings, thread_to_event
 from harness.probes.events import Event
 
 # Deep enough for manifest.Annotations["k"] and c.Labels["k"]; shallow enough that a
@@ -77,6 +79,7 @@ class DelveSession:
         self.collected = Collected()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
         self.breakpoints = 0
         self.setup_seconds = 0.0  # starting delve, reading the binary, setting tracepoints
         self.raw_path = log_dir / f"delve-raw-{label}.jsonl" if os.environ.get("ANNOTRACE_DELVE_RAW") else None
@@ -164,7 +167,21 @@ class DelveSession:
     # Collection.
     def start_collecting(self, sentinels: list[str], probe_pass: int, seq_lock: threading.Lock,
                          counter: list[int], started: float) -> None:
+        """Continue the target hit after hit. A hit whose loaded values were cut short is
+        translated (and deepened) at once, while the target is still stopped there; every other
+        hit is translated by a worker thread while the target runs on."""
         client = DelveClient(self.address, timeout=None)
+        pending: queue.Queue = queue.Queue()
+
+        def translate(thread: dict, seq: int, when: float) -> Event:
+            return thread_to_event(thread, self.process, seq, sentinels, probe_pass, when, self.source_root)
+
+        def worker() -> None:
+            while (item := pending.get()) is not None:
+                try:
+                    self.collected.events.append(translate(*item))
+                except Exception as exc:  # recorded; the verdict becomes incomplete
+                    self.collected.fault = self.collected.fault or f"translating a hit failed: {exc!r}"
 
         def loop() -> None:
             try:
@@ -187,10 +204,13 @@ class DelveSession:
                         if self.raw_path is not None:  # ANNOTRACE_DELVE_RAW=1: keep what delve sent (fixtures)
                             with self.raw_path.open("a") as raw:
                                 raw.write(json.dumps(thread) + "\n")
-                        event = thread_to_event(thread, self.process, seq, sentinels, probe_pass,
-                                                round(time.monotonic() - started, 6), self.source_root)
-                        deepen(client, thread.get("goroutineID", 0), event, sentinels)
-                        self.collected.events.append(event)
+                        when = round(time.monotonic() - started, 6)
+                        if needs_deepening(thread):
+                            event = translate(thread, seq, when)
+                            deepen(client, thread.get("goroutineID", 0), event, sentinels)
+                            self.collected.events.append(event)
+                        else:
+                            pending.put((thread, seq, when))
                     self.collected.translate_seconds += time.monotonic() - translating
                     if state.get("err") or state.get("Err"):
                         self.collected.fault = str(state.get("err") or state.get("Err"))
@@ -199,13 +219,15 @@ class DelveSession:
                 if not self._stop.is_set():
                     self.collected.fault = str(exc)
             except Exception as exc:  # a bug here must not leave the target stopped forever
-                import traceback
-
                 self.collected.fault = f"collector failed: {exc!r}"
                 (self.log_path.parent / f"collector-{self.process}.traceback").write_text(traceback.format_exc())
             finally:
                 client.close()
+                pending.put(None)
+                self._worker.join()
 
+        self._worker = threading.Thread(target=worker, name=f"translate-{self.process}", daemon=True)
+        self._worker.start()
         self._thread = threading.Thread(target=loop, name=f"delve-{self.process}", daemon=True)
         self._thread.start()
 
@@ -260,6 +282,24 @@ class DelveSession:
             self.proc = None
         if self._thread is not None:
             self._thread.join(5.0)
+
+
+def needs_deepening(thread: dict) -> bool:
+    """True when a JSON []byte was cut short: the marshalled spec (a fast walk, no paths built).
+
+    Long strings cut at MaxStringLen are left for the worker and stay marked as truncated."""
+    info = thread.get("breakPointInfo") or {}
+    stack = [*(info.get("arguments") or []), *(info.get("locals") or [])]
+    while stack:
+        variable = stack.pop()
+        children = variable.get("children") or []
+        kind = variable.get("kind")
+        if kind in (KIND_SLICE, KIND_ARRAY) and variable.get("type", "").endswith("uint8"):
+            if variable.get("len", 0) > len(children) and children and children[0].get("value") in ("123", "91"):
+                return True
+            continue
+        stack.extend(children)
+    return False
 
 
 _TRUNCATED = re.compile(r"^(argument|local|return):(.+) \(((?:json )?bytes, )?truncated at \d+\)$")

@@ -7,6 +7,7 @@ JSON objects on a socket, `{"method": "RPCServer.X", "params": [args], "id": n}`
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
 import socket
@@ -47,6 +48,8 @@ class DelveClient:
         self._ids = itertools.count(1)
         self._buffer = ""
         self._decoder = json.JSONDecoder()
+        # Incremental: a UTF-8 character split across two recv() chunks stays whole.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -81,7 +84,7 @@ class DelveClient:
             chunk = self._sock.recv(1 << 20)
             if not chunk:
                 raise DelveRPCError("delve closed the connection")
-            self._buffer += chunk.decode(errors="replace")
+            self._buffer += self._utf8.decode(chunk)
 
     # The calls, one each (see delve's service/rpc2/server.go for their arguments).
     def get_version(self) -> dict:
