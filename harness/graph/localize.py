@@ -132,8 +132,11 @@ def handle(invocation: Invocation, value: str, all_invocations: list[Invocation]
                 if other.function == handler and other.call is not None and _paths(other.call, value, "argument"):
                     passed.append(f"sent to the daemon: {handler} received it")
     kept = bool(entry_args) and bool(exit_args)
+    # Results that could not be read in full might carry the value. Through arguments only the
+    # marshalled spec counts: contexts and receivers reach past any load limit and are inputs.
     unreadable_out = [u for u in (invocation.ret.unreadable if invocation.ret else [])
-                      if _may_hide_text(u) and (u.startswith("return:") or (u.startswith("argument:") and not entry_args))]
+                      if (u.startswith("return:") and _may_hide_text(u))
+                      or (u.startswith("argument:") and not entry_args and "(json bytes, truncated" in u)]
     return Handling(invocation, got, sorted(set(passed)), kept, complete=invocation.ret is not None,
                     unreadable_out=unreadable_out)
 

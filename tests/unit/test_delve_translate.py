@@ -123,8 +123,10 @@ def test_images_config_return_holds_the_manifest_only_in_a_local(events):
     for sentinel in SEED_SENTINELS:
         assert event.holds(sentinel["value"]) == [
             Sighting(sentinel["value"], "local", f'manifest.Annotations["{sentinel["key"]}"]')]
-    # Only the context value beyond the recursion limit is unknown.
-    assert event.unreadable == ["argument:ctx.Context.Context.Context.val (truncated at 0)"]
+    # Only what lies beyond the recursion limit (inside the context and the content client) is unknown.
+    assert event.unreadable == ["argument:ctx.Context.Context.Context.val (truncated at 0)",
+                                "argument:ctx.Context.Context.val.md (map, truncated at 0)",
+                                "argument:provider.client.ContentClient.cc.conns (map, truncated at 0)"]
 
 
 def test_images_config_stack_is_relative_inside_the_source_and_verbatim_outside(events):
@@ -186,7 +188,9 @@ def test_local_create_call_marks_truncated_spec_json_and_bbolt_bytes(events):
         "argument:l.db.db.data (bytes, truncated at 64)",
     ]
     assert all("json" not in u for u in binary)
-    assert len(event.unreadable) == 5
+    assert len(event.unreadable) == 10
+    assert "argument:req.Container.Spec.Value (json bytes, truncated at 64)" in event.unreadable
+    assert sum("(map, truncated at 0)" in u for u in event.unreadable) == 5
     # Neither sentinel is in the first 64 bytes of the spec.
     assert event.sightings == []
     assert event.stack[1] == Frame(f"{V2}/plugins/services/containers.(*service).Create",

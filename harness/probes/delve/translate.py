@@ -20,6 +20,7 @@ KIND_STRING = 24
 KIND_STRUCT = 25
 KIND_ARRAY = 17
 FLAG_RETURN_ARGUMENT = 16  # api.VariableReturnArgument
+_TEXTUAL = (KIND_STRING, KIND_STRUCT, KIND_MAP, KIND_POINTER, KIND_INTERFACE)  # element kinds that can hold text
 
 
 
@@ -45,12 +46,16 @@ def leaves(variable: dict, path: str) -> Iterator[tuple[str, str | None]]:
             kind_note = "json bytes" if data.lstrip()[:1] in (b"{", b"[") else "bytes"
             yield f"{path} ({kind_note}, truncated at {len(children)})", None
     elif kind == KIND_MAP:
+        if variable.get("len", 0) > len(children) // 2:
+            yield f"{path} (map, truncated at {len(children) // 2})", None
         for index in range(0, len(children) - 1, 2):
             key, value = children[index], children[index + 1]
             key_text = key.get("value", "") if key.get("kind") == KIND_STRING else f"#{index // 2}"
             yield f"{path}[{json.dumps(key_text)}] (key)", key_text
             yield from leaves(value, f"{path}[{json.dumps(key_text)}]")
     elif kind in (KIND_SLICE, KIND_ARRAY):
+        if variable.get("len", 0) > len(children) and any(c.get("kind") in _TEXTUAL for c in children[:1]):
+            yield f"{path} (slice, truncated at {len(children)})", None  # more strings/structs than loaded
         for index, child in enumerate(children):
             yield from leaves(child, f"{path}[{index}]")
     elif kind == KIND_STRUCT:
