@@ -33,7 +33,7 @@ def resolve_run_plan(build, scenario, extra_probes: tuple[str, ...], only: bool 
     """The default plan for the build's layout (or none with `only`), plus scenario and --probe patterns."""
     layout = layout_for_module(build.module)
     plan = ProbePlan() if only else default_plan(layout)
-    for process, patterns in (getattr(scenario, "probes", None) or {}).items():
+    for process, patterns in scenario.probes.items():
         for pattern in patterns:
             plan.add(process, pattern)
     for option in extra_probes:

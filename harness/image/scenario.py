@@ -36,7 +36,8 @@ def host_platform() -> str:
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-_TOP_FIELDS = {"name", "description", "containerd", "image", "sources", "action"}
+_TOP_FIELDS = {"name", "description", "containerd", "image", "sources", "action", "probes"}
+PROBE_PROCESSES = ("ctr", "containerd")
 _IMAGE_FIELDS = {"name", "tag", "delivery", "platforms", "cmd"}
 _ACTION_FIELDS = {"kind", "rm", "runtime_flag"}
 
@@ -79,6 +80,7 @@ class Scenario:
     action: ActionSpec
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
     path: Path | None = None
+    probes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra probe regexes per process
 
     def sentinels(self, nonce: str | None = None) -> list[Sentinel]:
         """Unique values for this run. `nonce` fixes them (tests); otherwise random."""
@@ -180,6 +182,21 @@ def parse_scenario(data: dict, path: Path | str = "<memory>") -> Scenario:
     if not isinstance(action.rm, bool):
         raise _fail(path, "[action].rm must be true or false")
 
+    probes_table = data.get("probes", {})
+    if not isinstance(probes_table, dict):
+        raise _fail(path, "[probes] must be a table such as ctr = [\"regex\"], containerd = [...]")
+    _check_fields(path, "[probes]", probes_table, set(PROBE_PROCESSES))
+    probes: dict[str, tuple[str, ...]] = {}
+    for process, patterns in probes_table.items():
+        if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+            raise _fail(path, f"[probes].{process} must be a list of regex strings")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise _fail(path, f"[probes].{process} pattern {pattern!r} is not a valid regex ({exc})") from exc
+        probes[process] = tuple(patterns)
+
     containerd = data.get("containerd")
     if containerd is not None and not isinstance(containerd, str):
         raise _fail(path, "`containerd` must be a version string such as \"v2.1.4\"")
@@ -191,6 +208,7 @@ def parse_scenario(data: dict, path: Path | str = "<memory>") -> Scenario:
         action=action,
         sources=sources,
         path=Path(path) if path != "<memory>" else None,
+        probes=probes,
     )
 
 

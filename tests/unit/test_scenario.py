@@ -423,3 +423,17 @@ def test_shipped_scenario_loads(path):
     assert by_path.image.platforms
     sentinels = by_path.sentinels("t")
     assert len({s.value for s in sentinels}) == len(sentinels) == sum(len(t) for t in by_path.sources.values())
+
+
+def test_probes_table_adds_patterns_per_process():
+    parsed = parse_scenario(minimal(probes={"ctr": [r"core/images\.Config$"], "containerd": [r"NewBundle$"]}))
+    assert parsed.probes == {"ctr": (r"core/images\.Config$",), "containerd": (r"NewBundle$",)}
+
+
+@pytest.mark.parametrize("probes, message", [
+    ({"shim": ["x"]}, "unknown field(s) shim in [probes]"),
+    ({"ctr": "x"}, "[probes].ctr must be a list of regex strings"),
+    ({"ctr": ["("]}, "is not a valid regex"),
+])
+def test_bad_probes_table(probes, message):
+    rejected(minimal(probes=probes), message)
