@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -89,6 +90,7 @@ def main() -> int:
     parser.add_argument("--containerd", default=None)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, captures) for inspection")
     args = parser.parse_args()
 
     scenario = load_scenario(args.scenario)
@@ -104,6 +106,8 @@ def main() -> int:
     captured: dict[str, list[int]] = {"dlv-trace": [], "annotrace": []}
 
     with ExitStack() as stack:
+        if not args.keep:
+            stack.callback(shutil.rmtree, work, True)
         registry = stack.enter_context(Registry(work)) if scenario.image.delivery == "registry" else None
         sandbox = stack.enter_context(Sandbox(build, work, namespace="annotrace-bench"))
         layout = write_layout(scenario, sentinels, work / "layout", registry.host if registry else "")
