@@ -58,8 +58,6 @@ class ProbeOutcome:
     graph: object
     refinement: list[dict] = field(default_factory=list)
     transcript: Path | None = None
-    module: str = ""
-    version: str = ""
 
     @property
     def action(self):
@@ -97,7 +95,7 @@ class ProbeOutcome:
                     "call_paths": drop.call_paths,
                 }
 
-    def write_report(self, document: dict, results_dir: Path, transcript: bool = True) -> None:
+    def write_report(self, document: dict, results_dir: Path) -> None:
         from harness.report.markdown import write_report
 
         write_report(document, results_dir, self.graph)
@@ -119,14 +117,24 @@ def localization_doc(loc: Localization, passes: int) -> dict:
     }
 
 
-def _localize_all(context, events: list[Event], faults: list[str], layout) -> dict[str, Localization]:
-    reached = {m.sentinel.value: m.stages.get("runtime") for m in stage_map(context.sentinels, load_documents(context.results_dir))}
+def localize_all(sentinels: list, events: list[Event], reached: dict[str, bool | None], layout,
+                 faults: list[str]) -> dict[str, Localization]:
+    """A localization per sentinel, from one pass's events and the stage map's runtime column."""
     fault = "; ".join(faults) if faults else None
     return {
         s.value: localize(s.value, events, reached.get(s.value), sink_roots=layout.sink_roots,
                           rpc_joins=layout.rpc_joins, fault=fault)
-        for s in context.sentinels
+        for s in sentinels
     }
+
+
+def _runtime_column(mapped) -> dict[str, bool | None]:
+    return {m.sentinel.value: m.stages.get("runtime") for m in mapped}
+
+
+def _localize_all(context, events: list[Event], faults: list[str], layout) -> dict[str, Localization]:
+    mapped = stage_map(context.sentinels, load_documents(context.results_dir))
+    return localize_all(context.sentinels, events, _runtime_column(mapped), layout, faults)
 
 
 class _CallIndex:
@@ -236,8 +244,7 @@ def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options) 
     (context.results_dir / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
     last_events = passes[-1].events if passes else []
     graph = build_graph(last_events, plan.functions, layout.rpc_joins)
-    outcome = ProbeOutcome(passes, localizations, last_events, plan, graph, refinement,
-                           module=layout.module, version=context.build.version)
+    outcome = ProbeOutcome(passes, localizations, last_events, plan, graph, refinement)
     if options.transcript and any(loc.status == "dropped" for loc in localizations.values()):
         from harness.probes.delve.transcript import record_transcript
 
@@ -271,20 +278,15 @@ def rerender(results_dir: Path) -> dict:
     plan = ResolvedPlan(plan_data["functions"], plan_data["patterns"])
     layout = layout_for_module(document["containerd"]["module"])
     faults = document.get("probe", {}).get("faults", [])
-    reached = {m.sentinel.value: m.stages.get("runtime") for m in stage_map(sentinels, load_documents(results_dir))}
-    localizations = {
-        s.value: localize(s.value, events, reached.get(s.value), sink_roots=layout.sink_roots,
-                          rpc_joins=layout.rpc_joins, fault="; ".join(faults) if faults else None)
-        for s in sentinels
-    }
     mapped = stage_map(sentinels, load_documents(results_dir))
+    localizations = localize_all(sentinels, events, _runtime_column(mapped), layout, faults)
     sentinel_docs = [m.to_dict() for m in mapped]
     outcome = ProbeOutcome([], localizations, events, plan, build_graph(events, plan.functions, layout.rpc_joins))
     outcome.fill(sentinel_docs)
+    passes = len(document.get("probe", {}).get("passes", [])) or last_pass
     for doc in sentinel_docs:
-        for key in ("localization",):
-            if key in doc:
-                doc[key]["passes"] = len(document.get("probe", {}).get("passes", [])) or last_pass
+        if "localization" in doc:
+            doc["localization"]["passes"] = passes
     document["sentinels"] = sentinel_docs
     write_report(document, results_dir, outcome.graph)
     return document

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.actions import StateReader, deliver, run_action
@@ -59,7 +59,6 @@ class RunContext:
     results_dir: Path
     sentinels: list
     run_id: str
-    extra: dict = field(default_factory=dict)
 
 
 def require_root() -> None:
@@ -155,5 +154,5 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     (results_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     (results_dir / "stage-map.txt").write_text(render_plain(document))
     if probe_outcome is not None:
-        probe_outcome.write_report(document, results_dir, transcript=options.transcript)
+        probe_outcome.write_report(document, results_dir)
     return document

@@ -141,7 +141,7 @@ class DelveSession:
         ListFunctions counts the matched function as depth 1, so FollowCalls=2 adds its callees.
         """
         assert self.control is not None
-        found = self.control.list_functions(f"^{_regex_literal(function)}$", follow_calls=2)
+        found = self.control.list_functions(f"^{re.escape(function)}$", follow_calls=2)
         return [f for f in found if f != function]
 
     def trace(self, functions: list[str]) -> None:
@@ -337,9 +337,6 @@ def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[st
         still_unreadable.extend(missing)
     event.unreadable = still_unreadable
 
-
-def _regex_literal(name: str) -> str:
-    return re.escape(name)
 
 
 def daemon_pid(sandbox) -> int:

@@ -112,22 +112,9 @@ class DelveClient:
     def halt(self) -> dict:
         return self.call("Command", {"name": "halt"})["State"]
 
-    def stacktrace(self, goroutine: int, depth: int, cfg: LoadConfig | None = None) -> list[dict]:
-        args = {"Id": goroutine, "Depth": depth, "Full": False, "Defers": False, "Opts": 0,
-                "Cfg": cfg.to_json() if cfg else None, "Skip": 0}
-        return self.call("Stacktrace", args).get("Locations") or []
-
     def eval(self, goroutine: int, frame: int, expression: str, cfg: LoadConfig) -> dict:
         args = {"Scope": {"GoroutineID": goroutine, "Frame": frame}, "Expr": expression, "Cfg": cfg.to_json()}
         return self.call("Eval", args)["Variable"]
-
-    def list_local_vars(self, goroutine: int, frame: int, cfg: LoadConfig) -> list[dict]:
-        args = {"Scope": {"GoroutineID": goroutine, "Frame": frame}, "Cfg": cfg.to_json()}
-        return self.call("ListLocalVars", args).get("Variables") or []
-
-    def list_function_args(self, goroutine: int, frame: int, cfg: LoadConfig) -> list[dict]:
-        args = {"Scope": {"GoroutineID": goroutine, "Frame": frame}, "Cfg": cfg.to_json()}
-        return self.call("ListFunctionArgs", args).get("Args") or []
 
     def detach(self, kill: bool) -> None:
         self.call("Detach", {"Kill": kill})
