@@ -175,21 +175,26 @@ def plain_launcher(command: list[str], env: dict[str, str]):
     return contextlib.nullcontext(PlainRun(command, env))
 
 
+def _finish(running, line: str, label: str) -> tuple[int | None, str]:
+    """Let a launched ctr command end (after `line` on its stdin); never leave it running."""
+    try:
+        return running.finish(line, EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"`{label}` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
+    finally:
+        running.abort()
+
+
 def _drive(sandbox: Sandbox, reader: StateReader, command: list[str], container_id: str, out: Path,
            result: ActionResult, launch=plain_launcher) -> None:
     """Start a blocking ctr command, capture while its task runs, then let it finish."""
     sandbox.log_command(command)
     result.commands.append(command)
     with launch(command, sandbox.client_env()) as running:
-        try:
-            if _wait_running(sandbox, running, container_id):
-                _capture_live(sandbox, reader, container_id, out, result)
-            # One line on stdin lets the container's `read` return and the task exit.
-            code, output = running.finish("annotrace: done\n", EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:
-            raise HarnessError(f"`{' '.join(command[-3:])}` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
-        finally:
-            running.abort()
+        if _wait_running(sandbox, running, container_id):
+            _capture_live(sandbox, reader, container_id, out, result)
+        # One line on stdin lets the container's `read` return and the task exit.
+        code, output = _finish(running, "annotrace: done\n", " ".join(command[-3:]))
     result.exit_code = code
     result.output += output
 
@@ -214,12 +219,7 @@ def run_action(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sentinel], 
         sandbox.log_command(create)
         result.commands.append(create)
         with launch(create, sandbox.client_env()) as running:  # probed like `run` when under a debugger
-            try:
-                code, output = running.finish("", EXIT_TIMEOUT)
-            except subprocess.TimeoutExpired as exc:
-                raise HarnessError(f"`ctr containers create` did not finish within {EXIT_TIMEOUT:.0f}s") from exc
-            finally:
-                running.abort()
+            code, output = _finish(running, "", "ctr containers create")
         result.output += output
         if code != 0:
             raise HarnessError(f"`ctr containers create` failed ({code}): {(output.strip().splitlines() or ['?'])[-1]}")

@@ -76,14 +76,15 @@ class ProbeOutcome:
             "transcript": self.transcript.name if self.transcript else None,
         }
 
-    def fill(self, sentinel_docs: list[dict]) -> None:
-        """Put the verdict of each sentinel into its --json entry."""
+    def fill(self, sentinel_docs: list[dict], passes: int | None = None) -> None:
+        """Put the verdict of each sentinel into its --json entry (`passes`: when re-rendering)."""
+        passes = passes if passes is not None else len(self.passes)
         for doc in sentinel_docs:
             loc = self.localizations.get(doc["value"])
             if loc is None:
                 continue
             doc["verdict"] = loc.status
-            doc["localization"] = localization_doc(loc, len(self.passes))
+            doc["localization"] = localization_doc(loc, passes)
             drop = loc.drop
             if drop is not None:
                 doc["drop"] = {
@@ -282,11 +283,7 @@ def rerender(results_dir: Path) -> dict:
     localizations = localize_all(sentinels, events, _runtime_column(mapped), layout, faults)
     sentinel_docs = [m.to_dict() for m in mapped]
     outcome = ProbeOutcome([], localizations, events, plan, build_graph(events, plan.functions, layout.rpc_joins))
-    outcome.fill(sentinel_docs)
-    passes = len(document.get("probe", {}).get("passes", [])) or last_pass
-    for doc in sentinel_docs:
-        if "localization" in doc:
-            doc["localization"]["passes"] = passes
+    outcome.fill(sentinel_docs, passes=len(document.get("probe", {}).get("passes", [])) or last_pass)
     document["sentinels"] = sentinel_docs
     write_report(document, results_dir, outcome.graph)
     return document

@@ -24,7 +24,7 @@ from pathlib import Path
 from harness.console import warn
 from harness.errors import HarnessError
 from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
-from harness.probes.delve.translate import KIND_ARRAY, KIND_SLICE, find_sightings, thread_to_event
+from harness.probes.delve.translate import KIND_ARRAY, KIND_SLICE, find_sightings, looks_like_json, thread_to_event
 from harness.probes.events import Event
 
 # Deep enough for manifest.Annotations["k"] and c.Labels["k"]; shallow enough that a
@@ -295,7 +295,7 @@ def needs_deepening(thread: dict) -> bool:
         children = variable.get("children") or []
         kind = variable.get("kind")
         if kind in (KIND_SLICE, KIND_ARRAY) and variable.get("type", "").endswith("uint8"):
-            if variable.get("len", 0) > len(children) and children and children[0].get("value") in ("123", "91"):
+            if variable.get("len", 0) > len(children) and looks_like_json(children):
                 return True
             continue
         stack.extend(children)
@@ -336,7 +336,6 @@ def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[st
         event.sightings.extend(s for s in found if s not in event.sightings)
         still_unreadable.extend(missing)
     event.unreadable = still_unreadable
-
 
 
 def daemon_pid(sandbox) -> int:

@@ -24,6 +24,15 @@ _TEXTUAL = (KIND_STRING, KIND_STRUCT, KIND_MAP, KIND_POINTER, KIND_INTERFACE)  #
 
 
 
+def looks_like_json(byte_children: list[dict]) -> bool:
+    """Whether loaded []byte elements start (after whitespace) like marshalled JSON."""
+    for child in byte_children:
+        value = int(child.get("value") or 0)
+        if value not in (9, 10, 13, 32):
+            return value in (0x7B, 0x5B)  # '{' or '['
+    return False
+
+
 def leaves(variable: dict, path: str) -> Iterator[tuple[str, str | None]]:
     """(path, text) for every string-like leaf; text None means unreadable."""
     if variable.get("unreadable"):
@@ -43,7 +52,7 @@ def leaves(variable: dict, path: str) -> Iterator[tuple[str, str | None]]:
         yield f"{path} (bytes)", data.decode(errors="replace")
         if variable.get("len", 0) > len(children):
             # Marshalled JSON is worth loading in full; binary data (bbolt pages) is not.
-            kind_note = "json bytes" if data.lstrip()[:1] in (b"{", b"[") else "bytes"
+            kind_note = "json bytes" if looks_like_json(children) else "bytes"
             yield f"{path} ({kind_note}, truncated at {len(children)})", None
     elif kind == KIND_MAP:
         if variable.get("len", 0) > len(children) // 2:
