@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.console import step
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Unsupported
 from harness.image.layout import ImageLayout, layout_tar
 from harness.image.scenario import Scenario, Sentinel
 from harness.sandbox.daemon import Sandbox
@@ -98,7 +98,7 @@ def runtime_flag_args(sandbox: Sandbox, scenario: Scenario, sentinels: list[Sent
         return []
     flag = f"--{scenario.action.runtime_flag}"
     if flag not in ctr_flags(sandbox, *subcommand):
-        raise HarnessError(
+        raise Unsupported(
             f"ctr {sandbox.build.version} has no `{' '.join(subcommand)} {flag}` flag; "
             f"use runtime_flag = \"label\" in the scenario's [action] or a newer containerd"
         )

@@ -16,6 +16,8 @@ from harness.console import err
 from harness.errors import HarnessError
 
 SEED_SCENARIO = "seed-ctr-run"
+# The matrix's default versions: every release line, the newest tag, and main.
+DEFAULT_MATRIX = ("v1.6", "v1.7", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "main")
 
 
 def _sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -103,6 +105,173 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenarios(names: list[str]) -> list:
+    from harness.image.scenario import load_scenario
+
+    return [load_scenario(name) for name in (names or [SEED_SCENARIO])]
+
+
+def _run_entry(evaluation) -> dict:
+    """One entry of `runs`: the run's --json document (contract), plus outcome and timing."""
+    verdict = evaluation.verdict
+    document = evaluation.document or {
+        "containerd": {"version": verdict.version, "module": verdict.module, "patches": list(verdict.patches)},
+        "scenario": verdict.scenario, "backend": verdict.backend, "sentinels": [], "results_dir": None,
+    }
+    return {**document, "requested": evaluation.requested, "outcome": verdict.outcome, "reason": verdict.reason,
+            "timing": evaluation.to_dict()["timing"], "verdict": verdict.to_dict()}
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "annotrace " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.paths import results_root
+    from harness.pipeline import require_root
+    from harness.regress.baseline import write_baseline
+    from harness.regress.matrix import matrix_table, new_matrix_dir, parse_versions, timing, write_matrix
+    from harness.regress.runner import evaluate
+
+    require_root()
+    versions = parse_versions(args.containerd)
+    scenarios = _scenarios(args.scenario)
+    patches = tuple(Path(p) for p in args.patch)
+    if args.write_baselines and patches:
+        raise HarnessError("--write-baselines records unpatched builds only: drop --patch")
+    started = time.monotonic()
+    evaluations = [evaluate(scenario, version, args.backend, patches, args.max_passes)
+                   for scenario in scenarios for version in versions]
+    document = {
+        "command": _command_line(),
+        "backend": args.backend,
+        "scenarios": [s.name for s in scenarios],
+        "versions": list(versions),
+        "runs": [_run_entry(e) for e in evaluations],
+        "timing": timing(evaluations, time.monotonic() - started),
+    }
+    out_dir = new_matrix_dir(results_root(), "matrix")
+    document["results_dir"] = str(out_dir)
+    write_matrix(out_dir, evaluations, document)
+    if args.write_baselines:
+        from harness.toolchain.tools import tool_versions
+
+        for evaluation in evaluations:
+            if evaluation.verdict.outcome == "error":
+                err.print(f"[yellow]no baseline for {evaluation.requested}: {evaluation.verdict.reason}[/]")
+                continue
+            tools = (evaluation.document or {}).get("tools") or tool_versions(None)
+            path = write_baseline(Path(args.write_baselines), evaluation.verdict, document["command"], tools)
+            err.print(f"baseline: {path}")
+    err.print(matrix_table(evaluations))
+    t = document["timing"]
+    err.print(f"matrix: {len(evaluations)} runs in {t['wall_seconds']} s ({t['cache']} cache: "
+              f"{t['builds_done']} builds done, {t['builds_reused']} reused; {t['build_seconds']} s building, "
+              f"{t['run_seconds']} s running); saved in {out_dir}")
+    _emit(document, args.json)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.image.scenario import load_scenario
+    from harness.paths import results_root
+    from harness.pipeline import require_root
+    from harness.regress.baseline import load_baselines
+    from harness.regress.compare import compare_runs, render_diff
+    from harness.regress.junit import write_junit
+    from harness.regress.matrix import new_matrix_dir, parse_versions
+    from harness.regress.runner import evaluate
+
+    require_root()
+    versions = parse_versions(args.containerd) if args.containerd else ()
+    baselines = load_baselines(Path(args.baseline), versions, tuple(args.scenario))
+    scenarios = {b.verdict.scenario: load_scenario(b.verdict.scenario) for b in baselines}
+    patches = tuple(Path(p) for p in args.patch)
+    started = time.monotonic()
+    checks = []
+    for baseline in baselines:
+        before = baseline.verdict
+        evaluation = evaluate(scenarios[before.scenario], before.version, before.backend, patches, args.max_passes)
+        changes = compare_runs(before, evaluation.verdict, strict_lines=args.strict_lines)
+        checks.append({"baseline": before, "current": evaluation.verdict, "changes": changes,
+                       "seconds": evaluation.build_seconds + evaluation.run_seconds, "path": baseline.path,
+                       "results_dir": evaluation.results_dir})
+        err.print(render_diff(before, evaluation.verdict, changes))
+    seconds = time.monotonic() - started
+    out_dir = new_matrix_dir(results_root(), "check")
+    junit = Path(args.junit) if args.junit else out_dir / "junit.xml"
+    write_junit(junit, checks, seconds)
+    failing = [c for check in checks for c in check["changes"] if c.failing]
+    document = {
+        "command": _command_line(),
+        "baseline": args.baseline,
+        "passed": not failing,
+        "checks": [{"baseline": str(c["path"]), "scenario": c["baseline"].scenario, "version": c["baseline"].version,
+                    "patches": list(c["current"].patches), "results_dir": c["results_dir"],
+                    "changes": [x.to_dict() for x in c["changes"]], "verdict": c["current"].to_dict()}
+                   for c in checks],
+        "junit": str(junit),
+        "seconds": round(seconds, 1),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "check.json").write_text(json.dumps(document, indent=2) + "\n")
+    if failing:
+        err.print(f"[bold red]check: {len(failing)} change(s) against {args.baseline}[/] (JUnit: {junit})")
+    else:
+        err.print(f"[bold green]check: {len(checks)} baseline(s) match[/] (JUnit: {junit})")
+    _emit(document, args.json)
+    return 1 if failing else 0
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.image.scenario import load_scenario
+    from harness.pipeline import require_root
+    from harness.regress.bisect import bisect, proxy_tags, tags_between
+    from harness.regress.runner import evaluate
+
+    require_root()
+    scenario = load_scenario(args.scenario)
+    tags = tags_between(args.good, args.bad, proxy_tags(args.good, args.bad), prereleases=args.prereleases)
+    err.print(f"bisect: {len(tags)} tags from {args.good} to {args.bad}; at most about "
+              f"{max(1, (len(tags) - 2).bit_length()) + 2} runs")
+    evaluations = {}
+
+    def verdict_of(tag: str):
+        evaluation = evaluate(scenario, tag, args.backend, (), args.max_passes)
+        evaluations[tag] = evaluation
+        err.print(f"bisect: {tag}: {evaluation.verdict.outcome}, "
+                  f"{'built' if evaluation.build_reused is False else 'build reused'}")
+        return evaluation.verdict
+
+    result = bisect(tags, verdict_of)
+    builds_done = sum(1 for e in evaluations.values() if e.build_reused is False)
+    document = {"command": _command_line(), "scenario": scenario.name, "backend": args.backend, **result.to_dict(),
+                "builds_done": builds_done, "builds_reused": sum(1 for e in evaluations.values() if e.build_reused),
+                "runs": [_run_entry(e) for e in evaluations.values()]}
+    if result.first_bad is None:
+        err.print(f"bisect: {args.good} and {args.bad} agree on every verdict; nothing to find "
+                  f"({len(result.tested)} runs, {builds_done} builds)")
+    else:
+        from harness.regress.compare import compare_runs, render_diff
+
+        before, after = result.tested[result.last_good], result.tested[result.first_bad]
+        err.print(render_diff(before, after, compare_runs(before, after)))
+        err.print(f"[bold]bisect: first tag whose verdict differs from {args.good}: {result.first_bad}[/] "
+                  f"(last matching: {result.last_good}; {len(result.tested)} runs, {builds_done} builds, "
+                  f"{document['builds_reused']} reused from the cache)")
+        unsure = [t for t in result.skipped if tags.index(result.last_good) < tags.index(t) < tags.index(result.first_bad)]
+        if unsure:
+            err.print(f"[yellow]skipped (could not run) between them: {', '.join(unsure)}[/]")
+    _emit(document, args.json)
+    return 0
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--containerd", metavar="VERSION",
                         help="tag (v2.1.4), release line (v1.7), latest, main or commit; default: the scenario's pin")
@@ -121,6 +290,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="refinement passes at most (default 4)")
     parser.add_argument("--no-transcript", action="store_true", help="skip the delve terminal transcript")
     parser.add_argument("--json", action="store_true", help="print the result document on stdout")
+
+
+def _add_regress_options(parser: argparse.ArgumentParser, single: bool = False,
+                         scenario_help: str = f"scenario name or .toml path (repeatable; default {SEED_SCENARIO})") -> None:
+    if single:
+        parser.add_argument("--scenario", required=True, help="scenario name or .toml path")
+    else:
+        parser.add_argument("--scenario", action="append", default=[], help=scenario_help)
+    parser.add_argument("--backend", default="delve", choices=["delve", "state"],
+                        help="delve: stage map and drop point; state: stage map only (faster)")
+    parser.add_argument("--max-passes", type=int, default=4, metavar="N", help="refinement passes at most (default 4)")
+    parser.add_argument("--json", action="store_true", help="print one document on stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +330,33 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="the run's results dir (results/runs/<id>)")
     report.add_argument("--json", action="store_true", help="print the recomputed document on stdout")
     report.set_defaults(func=cmd_report)
+
+    matrix = commands.add_parser("matrix", help="run scenarios on several containerd versions and tabulate the verdicts")
+    matrix.add_argument("--containerd", default=",".join(DEFAULT_MATRIX), metavar="V1,V2,...",
+                        help=f"versions: tags, release lines, latest, main (default {','.join(DEFAULT_MATRIX)})")
+    _add_regress_options(matrix)
+    matrix.add_argument("--patch", action="append", default=[], metavar="FILE", help="diff to apply to every build")
+    matrix.add_argument("--write-baselines", metavar="DIR", help="also write each verdict as DIR/<scenario>/<version>.json")
+    matrix.set_defaults(func=cmd_matrix)
+
+    check = commands.add_parser("check", help="rerun committed baselines; exit 1 when a verdict changed")
+    check.add_argument("--baseline", default="results/baselines", metavar="DIR",
+                       help="dir of <scenario>/<version>.json baselines (default results/baselines)")
+    check.add_argument("--containerd", metavar="V1,V2,...", help="only the baselines of these exact versions")
+    check.add_argument("--patch", action="append", default=[], metavar="FILE",
+                       help="apply this diff before building (to see whether a change moves a verdict)")
+    check.add_argument("--junit", metavar="FILE", help="where to write JUnit XML (default: in the check's results dir)")
+    check.add_argument("--strict-lines", action="store_true",
+                       help="also fail when a drop stays in its function but moves to another line")
+    _add_regress_options(check, scenario_help="only baselines of this scenario (repeatable)")
+    check.set_defaults(func=cmd_check)
+
+    bisect = commands.add_parser("bisect", help="find the first tag whose verdict differs from a good tag's")
+    bisect.add_argument("--good", required=True, metavar="TAG", help="older tag (its verdict is the reference)")
+    bisect.add_argument("--bad", required=True, metavar="TAG", help="newer tag (its verdict differs)")
+    bisect.add_argument("--prereleases", action="store_true", help="also walk -rc/-beta tags")
+    _add_regress_options(bisect, single=True)
+    bisect.set_defaults(func=cmd_bisect)
 
     scenarios = commands.add_parser("scenarios", help="list the scenarios in scenarios/")
     scenarios.add_argument("--json", action="store_true")

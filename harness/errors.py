@@ -13,3 +13,10 @@ class ToolMissing(HarnessError):
     def __init__(self, tool: str, hint: str = "run `make setup` (scripts/setup.sh) as root") -> None:
         super().__init__(f"required tool {tool!r} not found: {hint}")
         self.tool = tool
+
+
+class Unsupported(HarnessError):
+    """The scenario asks for something this containerd version cannot do (a ctr flag it lacks).
+
+    A matrix reports it for that version and goes on with the others.
+    """

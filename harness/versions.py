@@ -173,3 +173,68 @@ def release_line(version: str) -> ReleaseLine | None:
         if line.prefix == prefix:
             return line
     return None
+
+
+# Where v1 packages live in the v2 module (relative to the module root). Names and
+# files are compared across versions in this v2 form ("core/images.Config"), so a
+# verdict recorded on v1.7 and one recorded on v2.1 can be told equal or not.
+V1_TO_V2_PACKAGES: dict[str, str] = {
+    "": "client",  # the v1 client lived in the module root
+    "images": "core/images",
+    "containers": "core/containers",
+    "content": "core/content",
+    "diff": "core/diff",
+    "events": "core/events",
+    "leases": "core/leases",
+    "metadata": "core/metadata",
+    "mount": "core/mount",
+    "snapshots": "core/snapshots",
+    "runtime/v2": "core/runtime/v2",
+    "oci": "pkg/oci",
+    "services/containers": "plugins/services/containers",
+    "services/tasks": "plugins/services/tasks",
+    "services/images": "plugins/services/images",
+    "services/content": "plugins/services/content",
+}
+
+def _moved(package: str) -> str:
+    """The v2 home of a v1 package path (relative to the module), longest prefix first."""
+    for old in sorted(V1_TO_V2_PACKAGES, key=len, reverse=True):
+        if old and (package == old or package.startswith(old + "/")):
+            return V1_TO_V2_PACKAGES[old] + package[len(old):]
+    return V1_TO_V2_PACKAGES[""] if package == "" else package
+
+
+def canonical_function(name: str) -> str:
+    """A containerd function name, module-relative and in v2 layout; other names unchanged.
+
+    github.com/containerd/containerd/images.Config     -> core/images.Config
+    github.com/containerd/containerd.(*Client).NewContainer -> client.(*Client).NewContainer
+    github.com/containerd/containerd/v2/core/images.Config  -> core/images.Config
+    """
+    if name.startswith(V2_MODULE + "/"):
+        return name[len(V2_MODULE) + 1:]
+    if name.startswith(V1_MODULE + "."):
+        return f"{V1_TO_V2_PACKAGES['']}.{name[len(V1_MODULE) + 1:]}"
+    if name.startswith(V1_MODULE + "/") and not name.startswith(V2_MODULE + "/"):
+        relative = name[len(V1_MODULE) + 1:]
+        package, dot, rest = _split_symbol(relative)
+        return f"{_moved(package)}{dot}{rest}"
+    return name
+
+
+def _split_symbol(relative: str) -> tuple[str, str, str]:
+    """Split "runtime/v2.(*TaskManager).Create" into ("runtime/v2", ".", "(*TaskManager).Create")."""
+    slash = relative.rfind("/")
+    dot = relative.find(".", slash + 1)
+    if dot < 0:
+        return relative, "", ""
+    return relative[:dot], ".", relative[dot + 1:]
+
+
+def canonical_file(path: str | None, module: str) -> str | None:
+    """A source file relative to the module root, in v2 layout (images/image.go -> core/images/image.go)."""
+    if not path or module != V1_MODULE:
+        return path
+    directory, _, base = path.rpartition("/")
+    return f"{_moved(directory)}/{base}" if directory else f"{V1_TO_V2_PACKAGES['']}/{base}"

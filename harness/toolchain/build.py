@@ -65,12 +65,12 @@ class Build:
     def contract(self) -> dict:
         """The `containerd` section of the --json document."""
         return {
-        "version": self.version,
-        "module": self.module,
+            "version": self.version,
+            "module": self.module,
             "requested": self.manifest["resolved"]["requested"],
             "commit": self.manifest["resolved"]["commit"],
             "go": self.manifest["go"]["version"],
-        "patches": [p["name"] for p in self.manifest["patches"]],
+            "patches": [p["name"] for p in self.manifest["patches"]],
             "build_dir": str(self.directory),
         }
 

@@ -44,10 +44,15 @@ def _module_for_major(major: int) -> str:
 
 
 def _info(module: str, query: str) -> dict | None:
+    return _info_or_reason(module, query)[0]
+
+
+def _info_or_reason(module: str, query: str) -> tuple[dict | None, str]:
+    """`go list -m -json module@query`, or None and the go command's complaint."""
     try:
-        return go_json(["list", "-m", "-json", f"{module}@{query}"])
-    except subprocess.CalledProcessError:
-        return None
+        return go_json(["list", "-m", "-json", f"{module}@{query}"]), ""
+    except subprocess.CalledProcessError as exc:
+        return None, exc.stderr or ""
 
 
 def _versions(module: str) -> list[str]:
@@ -93,12 +98,17 @@ def resolve_version(requested: str) -> ResolvedVersion:
         return _resolved(requested, module, _info(module, newest) or {"Version": newest})
     if requested in ("latest", "main") or _COMMIT.match(requested):
         # A commit from before the v2 module exists only under the v1 path.
+        refused = False
         for module in (V2_MODULE, V1_MODULE):
-            info = _info(module, requested)
+            info, reason = _info_or_reason(module, requested)
+            refused = refused or "403" in reason or "not available" in reason
             if info is not None:
                 resolved = _resolved(requested, module, info)
                 if _COMMIT.match(requested) and not resolved.commit:
                     resolved = ResolvedVersion(requested, module, resolved.version, resolved.time, requested[:12])
                 return resolved
+        if refused and requested == "main":
+            raise HarnessError("containerd 'main' is not available: the module proxy refuses @main here (it serves "
+                               "only versions it has cached); name a tag, a release line or latest instead")
         raise HarnessError(f"unknown containerd version {requested!r}: the module proxy resolves it under neither {V2_MODULE} nor {V1_MODULE}; {HINT}")
     raise HarnessError(f"cannot read containerd version {requested!r}: {HINT}")

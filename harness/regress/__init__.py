@@ -1,0 +1,1 @@
+"""Regression checks across containerd versions: verdicts, comparison, matrix, baselines, bisect."""
