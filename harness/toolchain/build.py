@@ -205,6 +205,9 @@ def _toolchains_to_try(resolved: ResolvedVersion, requested_toolchain: str, src:
     if requested_toolchain != "auto":
         return [requested_toolchain]
     candidates = ["local"]
+    if not (src / "go.mod").is_file():
+        raise HarnessError(f"containerd {resolved.version} has no go.mod (containerd became a Go module in v1.5): "
+                           "it cannot be built from the module proxy; name v1.5 or newer")
     gomod = (src / "go.mod").read_text()
     if match := re.search(r"^toolchain (go\S+)", gomod, re.M):
         candidates.append(match.group(1))
