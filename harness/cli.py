@@ -64,8 +64,27 @@ def _run(scenario_name: str, args: argparse.Namespace) -> int:
         max_passes=args.max_passes,
         transcript=not args.no_transcript,
     )
+    unpatched = None
+    if args.compare_unpatched:
+        if not options.patches:
+            raise HarnessError("--compare-unpatched needs at least one --patch FILE")
+        from dataclasses import replace
+
+        err.print("[bold]unpatched run first, for the before/after comparison[/]")
+        unpatched = run_scenario(scenario, replace(options, patches=()))
+        err.print(stage_table(unpatched))
+        err.print(f"[bold]now with {', '.join(p.name for p in options.patches)}[/]")
     document = run_scenario(scenario, options)
     err.print(stage_table(document))
+    if unpatched is not None:
+        from harness.regress.beforeafter import before_after, write_before_after
+
+        results_dir = Path(document["results_dir"])
+        if not results_dir.is_absolute():
+            results_dir = Path.cwd() / results_dir
+        write_before_after(results_dir, document, before_after(unpatched, document))
+        for line in document["compare_unpatched"]["changes"]:
+            err.print(f"  {line['sentinel']}: {line['kind']}: {line['before']} -> {line['after']}")
     err.print(f"results: {document['results_dir']}")
     _emit(document, args.json)
     return 0
@@ -249,7 +268,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
                   f"{'built' if evaluation.build_reused is False else 'build reused'}")
         return evaluation.verdict
 
-    result = bisect(tags, verdict_of)
+    result = bisect(tags, verdict_of, strict_lines=args.strict_lines)
     builds_done = sum(1 for e in evaluations.values() if e.build_reused is False)
     document = {"command": _command_line(), "scenario": scenario.name, "backend": args.backend, **result.to_dict(),
                 "builds_done": builds_done, "builds_reused": sum(1 for e in evaluations.values() if e.build_reused),
@@ -261,7 +280,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         from harness.regress.compare import compare_runs, render_diff
 
         before, after = result.tested[result.last_good], result.tested[result.first_bad]
-        err.print(render_diff(before, after, compare_runs(before, after)))
+        err.print(render_diff(before, after, compare_runs(before, after, args.strict_lines)))
         err.print(f"[bold]bisect: first tag whose verdict differs from {args.good}: {result.first_bad}[/] "
                   f"(last matching: {result.last_good}; {len(result.tested)} runs, {builds_done} builds, "
                   f"{document['builds_reused']} reused from the cache)")
@@ -277,6 +296,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="tag (v2.1.4), release line (v1.7), latest, main or commit; default: the scenario's pin")
     parser.add_argument("--patch", action="append", default=[], metavar="FILE",
                         help="unified diff to apply to containerd before the build (repeatable)")
+    parser.add_argument("--compare-unpatched", action="store_true",
+                        help="with --patch: run the unpatched build first and report before/after side by side")
     parser.add_argument("--keep-sandbox", action="store_true", help="leave the sandbox's temp dir for inspection")
     parser.add_argument("--registry-port", type=int, metavar="PORT",
                         help="loopback port for the local registry (default: a free one)")
@@ -355,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     bisect.add_argument("--good", required=True, metavar="TAG", help="older tag (its verdict is the reference)")
     bisect.add_argument("--bad", required=True, metavar="TAG", help="newer tag (its verdict differs)")
     bisect.add_argument("--prereleases", action="store_true", help="also walk -rc/-beta tags")
+    bisect.add_argument("--strict-lines", action="store_true",
+                        help="also count a drop that moved to another line of the same function as a difference")
     _add_regress_options(bisect, single=True)
     bisect.set_defaults(func=cmd_bisect)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.actions import StateReader, deliver, run_action
+from harness.allowlist import mark_sentinels, read_allow_list
 from harness.console import step
 from harness.errors import HarnessError
 from harness.image.layout import write_layout
@@ -138,6 +139,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     sentinel_docs = [m.to_dict() for m in mapped]
     if probe_outcome is not None:
         probe_outcome.fill(sentinel_docs)
+    allow = read_allow_list(options.patches)
+    mark_sentinels(sentinel_docs, allow)
     document = {
         "containerd": build.contract(),
         "scenario": scenario.name,
@@ -151,6 +154,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     }
     if probe_outcome is not None:
         document["probe"] = probe_outcome.summary()
+    if allow is not None:
+        document["allow_list"] = allow.to_dict()
     (results_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     (results_dir / "stage-map.txt").write_text(render_plain(document))
     if probe_outcome is not None:

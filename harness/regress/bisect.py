@@ -72,11 +72,12 @@ class BisectResult:
         }
 
 
-def bisect(tags: list[str], verdict_of: Callable[[str], RunVerdict]) -> BisectResult:
+def bisect(tags: list[str], verdict_of: Callable[[str], RunVerdict], strict_lines: bool = False) -> BisectResult:
     """Binary search over `tags` (good first, bad last) with `verdict_of(tag)` as the oracle.
 
     Assumes the verdict changes once in the range (as git bisect does); when it
-    changes back and forth, the tag found is one place where it changed.
+    changes back and forth, the tag found is one place where it changed. With
+    `strict_lines` a drop that moved to another line of the same function counts.
     """
     result = BisectResult(tags, None, None)
 
@@ -89,7 +90,7 @@ def bisect(tags: list[str], verdict_of: Callable[[str], RunVerdict]) -> BisectRe
     if good.outcome != "ok":
         raise HarnessError(f"--good {tags[0]} did not run ({good.outcome}: {good.reason}); pick a good tag that runs")
     bad = run(tags[-1])
-    if not differs(good, bad):
+    if not differs(good, bad, strict_lines):
         result.last_good = tags[-1]
         return result
     low, high = 0, len(tags) - 1  # tags[low] matches good, tags[high] differs
@@ -101,7 +102,7 @@ def bisect(tags: list[str], verdict_of: Callable[[str], RunVerdict]) -> BisectRe
             result.skipped.append(tags[mid])
             candidates.remove(mid)
             continue
-        if differs(good, verdict):
+        if differs(good, verdict, strict_lines):
             high = mid
         else:
             low = mid

@@ -85,9 +85,9 @@ def _outcome(verdict: RunVerdict) -> str:
     return verdict.outcome if verdict.outcome == "ok" else f"{verdict.outcome} ({verdict.reason})"
 
 
-def differs(before: RunVerdict, after: RunVerdict) -> bool:
-    """True when any failing change separates the two verdicts (the rule bisect uses)."""
-    return any(change.failing for change in compare_runs(before, after))
+def differs(before: RunVerdict, after: RunVerdict, strict_lines: bool = False) -> bool:
+    """True when any failing change separates the two verdicts (the rule check and bisect use)."""
+    return any(change.failing for change in compare_runs(before, after, strict_lines))
 
 
 def render_diff(before: RunVerdict, after: RunVerdict, changes: list[Change]) -> str:

@@ -275,3 +275,16 @@ def test_parse_versions():
     assert parse_versions(" v1.7, v2.1 ,v1.7,,main") == ("v1.7", "v2.1", "main")
     with pytest.raises(HarnessError):
         parse_versions(" , ")
+
+
+def test_bisect_with_strict_lines_finds_where_the_drop_line_moved(v1):
+    # As in containerd v1.7.20..v1.7.35: images.Config moved down one line at v1.7.23.
+    tags = [f"v1.7.{n}" for n in range(20, 36)]
+
+    def verdict_of(tag: str) -> RunVerdict:
+        line = 264 if semver_key(tag) >= semver_key("v1.7.23") else 263
+        return replace(v1, version=tag, sentinels=tuple(replace(s, drop_line=line) for s in v1.sentinels))
+
+    assert bisect(tags, verdict_of).first_bad is None  # same function: no difference by default
+    result = bisect(tags, verdict_of, strict_lines=True)
+    assert (result.last_good, result.first_bad) == ("v1.7.22", "v1.7.23")

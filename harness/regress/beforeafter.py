@@ -1,0 +1,87 @@
+"""Before and after a patch: the same scenario on the unpatched and the patched build, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.regress.compare import compare_runs
+from harness.regress.verdict import run_verdict
+
+
+def _cell(doc: dict) -> dict:
+    drop = doc.get("drop") or {}
+    return {
+        "furthest_stage": doc.get("furthest_stage"),
+        "reached_runtime": doc.get("reached_runtime"),
+        "verdict": doc.get("verdict"),
+        "drop": f"{drop['function'].rsplit('/', 1)[-1]} ({drop['file']}:{drop['line']})" if drop else None,
+    }
+
+
+def before_after(unpatched: dict, patched: dict) -> dict:
+    """The `compare_unpatched` section of the patched run's document."""
+    before, after = run_verdict(unpatched), run_verdict(patched)
+    old = {(s["source"], s["key"]): s for s in unpatched["sentinels"]}
+    rows = []
+    for doc in patched["sentinels"]:
+        previous = old.get((doc["source"], doc["key"]))
+        rows.append({"source": doc["source"], "key": doc["key"], "allow_list": doc.get("allow_list"),
+                     "unpatched": _cell(previous) if previous else None, "patched": _cell(doc)})
+    return {
+        "patches": list(after.patches),
+        "unpatched_results_dir": unpatched["results_dir"],
+        "changes": [c.to_dict() for c in compare_runs(before, after)],
+        "sentinels": rows,
+    }
+
+
+def _where(cell: dict | None, winner: str | None = None) -> str:
+    if cell is None:
+        return "-"
+    if cell["reached_runtime"]:
+        return "**runtime**"
+    text = f"stops after {cell['furthest_stage'] or 'nowhere'}"
+    if winner:
+        text += f" (the {winner} value wins)"
+    return text + (f"; dropped in `{cell['drop']}`" if cell["drop"] else "")
+
+
+def before_after_markdown(section: dict) -> list[str]:
+    patches = ", ".join(f"`{p}`" for p in section["patches"])
+    lines = ["## Before and after the patch", "",
+             f"The same scenario on the unpatched build ([run](../{Path(section['unpatched_results_dir']).name})) "
+             f"and with {patches}.",
+             "", "| source | key | unpatched | patched | allow-list |", "|---|---|---|---|---|"]
+    winners = {(r["key"]): r["source"] for r in section["sentinels"] if r["patched"]["reached_runtime"]}
+    for row in section["sentinels"]:
+        winner = winners.get(row["key"]) if row["allow_list"] == "allowed" else None
+        lines.append(f"| {row['source']} | `{row['key']}` | {_where(row['unpatched'])} | {_where(row['patched'], winner)} "
+                     f"| {row['allow_list'] or '-'} |")
+    made = [r for r in section["sentinels"] if r["patched"]["reached_runtime"]
+            and not (r["unpatched"] or {}).get("reached_runtime")]
+    blocked = [r for r in section["sentinels"] if r["allow_list"] == "blocked"]
+    lines.append("")
+    if made:
+        lines.append(f"{patches} made the difference for " + ", ".join(f"`{r['key']}` ({r['source']})" for r in made)
+                     + ": they reach the runtime only with the patch.")
+    if blocked:
+        lines.append("Stopped by the allow-list, as intended: " + ", ".join(
+            f"`{r['key']}` ({r['source']}, {'reached the runtime!' if r['patched']['reached_runtime'] else 'not in the runtime spec'})"
+            for r in blocked) + ".")
+    return lines + [""]
+
+
+def write_before_after(results_dir: Path, document: dict, section: dict) -> None:
+    """Add the section to the patched run's result.json and report (report.md, or before-after.md alone)."""
+    document["compare_unpatched"] = section
+    (results_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
+    lines = before_after_markdown(section)
+    (results_dir / "before-after.md").write_text("\n".join([f"# {document['scenario']} on containerd "
+                                                            f"{document['containerd']['version']}", "", *lines]))
+    report = results_dir / "report.md"
+    if report.is_file():
+        text = report.read_text()
+        marker = "\n## Stage map"
+        text = text.replace(marker, "\n" + "\n".join(lines) + marker, 1) if marker in text else text + "\n".join(lines)
+        report.write_text(text)
