@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.actions import StateReader, deliver, plain_launcher, run_action  # noqa: E402
+from harness.actions import StateReader, deliver, run_action  # noqa: E402
 from harness.image.layout import write_layout  # noqa: E402
 from harness.image.scenario import load_scenario  # noqa: E402
 from harness.investigate import resolve_run_plan  # noqa: E402

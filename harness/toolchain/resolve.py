@@ -55,6 +55,11 @@ def _info_or_reason(module: str, query: str) -> tuple[dict | None, str]:
         return None, exc.stderr or ""
 
 
+def _refused(reason: str) -> bool:
+    """The proxy refused to look the query up (it serves only what it has cached), as opposed to not finding it."""
+    return "403" in reason or "not available" in reason
+
+
 def _versions(module: str) -> list[str]:
     proc = go_query(["list", "-m", "-versions", module])
     if proc.returncode != 0:
@@ -98,16 +103,14 @@ def resolve_version(requested: str) -> ResolvedVersion:
         return _resolved(requested, module, _info(module, newest) or {"Version": newest})
     if requested in ("latest", "main") or _COMMIT.match(requested):
         # A commit from before the v2 module exists only under the v1 path.
-        refused = False
         for module in (V2_MODULE, V1_MODULE):
-            info, reason = _info_or_reason(module, requested)
-            refused = refused or "403" in reason or "not available" in reason
+            info = _info(module, requested)
             if info is not None:
                 resolved = _resolved(requested, module, info)
                 if _COMMIT.match(requested) and not resolved.commit:
                     resolved = ResolvedVersion(requested, module, resolved.version, resolved.time, requested[:12])
                 return resolved
-        if refused and requested == "main":
+        if requested == "main" and _refused(_info_or_reason(V2_MODULE, "main")[1]):
             raise HarnessError("containerd 'main' is not available: the module proxy refuses @main here (it serves "
                                "only versions it has cached); name a tag, a release line or latest instead")
         raise HarnessError(f"unknown containerd version {requested!r}: the module proxy resolves it under neither {V2_MODULE} nor {V1_MODULE}; {HINT}")

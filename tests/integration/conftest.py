@@ -105,3 +105,9 @@ def no_leftovers(as_root):
     assert after["tmp"] - before["tmp"] == set()
     assert after["cgroups"] - before["cgroups"] == set()
     assert after["run_containerd"] == before["run_containerd"], "the system's /run/containerd was touched"
+
+
+def run_dir(document: dict) -> Path:
+    """A run's results dir from its --json document (relative to the project when not absolute)."""
+    path = Path(document["results_dir"])
+    return path if path.is_absolute() else PROJECT / path

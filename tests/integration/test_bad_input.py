@@ -82,3 +82,24 @@ def test_missing_tool_is_named(shared_build, annotrace, tmp_path, no_leftovers):
         (fake_bin / tool).symlink_to(source)
     result = annotrace("reproduce", env={"PATH": str(fake_bin)})
     assert_one_clear_error(result, "docker-registry", "scripts/setup.sh")
+
+
+def test_compare_unpatched_needs_a_patch(annotrace, no_leftovers):
+    assert_one_clear_error(annotrace("run", "seed-ctr-run", "--compare-unpatched"), "--compare-unpatched needs")
+
+
+def test_main_is_refused_by_this_proxy_with_a_hint(annotrace, no_leftovers):
+    assert_one_clear_error(annotrace("build", "--containerd", "main"), "'main' is not available", "latest")
+
+
+def test_pre_module_release(annotrace, no_leftovers):
+    assert_one_clear_error(annotrace("build", "--containerd", "v1.4.13"), "has no go.mod", "v1.5 or newer")
+
+
+def test_missing_baseline_dir(annotrace, tmp_path, no_leftovers):
+    assert_one_clear_error(annotrace("check", "--baseline", str(tmp_path / "none")), "does not exist")
+
+
+def test_bisect_range_backwards(annotrace, no_leftovers):
+    assert_one_clear_error(annotrace("bisect", "--scenario", "seed-ctr-run", "--good", "v2.1.4", "--bad", "v2.0.14"),
+                           "is not older than")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.versions import V2_MODULE
 
-from .conftest import PROJECT, _sandbox_processes
+from .conftest import PROJECT, _sandbox_processes, run_dir
 
 CONFIG = f"{V2_MODULE}/core/images.Config"
 LABELS_PATH = f"{V2_MODULE}/client.WithImageConfigLabels.func1"
@@ -21,9 +21,7 @@ ARGS_PATH = f"{V2_MODULE}/pkg/oci.WithImageConfigArgs.func1"
 NEW_CONTAINER = f"{V2_MODULE}/client.(*Client).NewContainer"
 
 
-def results_dir(document: dict) -> Path:
-    path = Path(document["results_dir"])
-    return path if path.is_absolute() else PROJECT / path
+results_dir = run_dir
 
 
 def test_reproduce_names_core_images_config(shared_build, annotrace, no_leftovers):
