@@ -5,6 +5,7 @@ first diff, which key prefixes it allows and which annotation sources it reads:
 
     annotrace-allow-prefixes: com.urunc.unikernel.
     annotrace-carried-sources: config-label index-descriptor manifest
+    annotrace-probes: ctr:REGEX ...   (the fix's own functions, added to the delve plan)
 
 The report then tells a sentinel stopped by the allow-list (by design) from one
 dropped somewhere else, and security scenarios can assert that keys outside the
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_FIELD = re.compile(r"^annotrace-(allow-prefixes|carried-sources):\s*(.*)$")
+_FIELD = re.compile(r"^annotrace-(allow-prefixes|carried-sources|probes):\s*(.*)$")
 DEFAULT_CARRIED = ("config-label", "index-descriptor", "manifest")
 
 
@@ -26,6 +27,7 @@ class AllowList:
     prefixes: tuple[str, ...]
     carried_sources: tuple[str, ...]
     patch: str  # the patch file that declared it
+    probes: tuple[str, ...] = ()  # [process:]regex of the fix's functions, for the delve plan
 
     def status(self, source: str, key: str) -> str:
         """allowed | blocked (key outside the list) | not carried (a source the patch does not read)."""
@@ -34,7 +36,8 @@ class AllowList:
         return "allowed" if any(p and key.startswith(p) for p in self.prefixes) else "blocked"
 
     def to_dict(self) -> dict:
-        return {"prefixes": list(self.prefixes), "carried_sources": list(self.carried_sources), "patch": self.patch}
+        return {"prefixes": list(self.prefixes), "carried_sources": list(self.carried_sources), "patch": self.patch,
+                "probes": list(self.probes)}
 
 
 def read_allow_list(patches: list[Path] | tuple[Path, ...]) -> AllowList | None:
@@ -47,7 +50,8 @@ def read_allow_list(patches: list[Path] | tuple[Path, ...]) -> AllowList | None:
             if match := _FIELD.match(line.strip()):
                 fields[match.group(1)] = tuple(match.group(2).split())
         if "allow-prefixes" in fields:
-            return AllowList(fields["allow-prefixes"], fields.get("carried-sources", DEFAULT_CARRIED), Path(patch).name)
+            return AllowList(fields["allow-prefixes"], fields.get("carried-sources", DEFAULT_CARRIED), Path(patch).name,
+                             fields.get("probes", ()))
     return None
 
 

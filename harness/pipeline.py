@@ -93,7 +93,9 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
 
         if options.probe_only and not options.probes:
             raise HarnessError("--probe-only needs at least one --probe PATTERN")
-        plan = resolve_run_plan(build, scenario, options.probes, only=options.probe_only)  # bad patterns fail before anything starts
+        fix = read_allow_list(options.patches)  # a fix names its own functions: watch them too
+        probes = options.probes + (fix.probes if fix and not options.probe_only else ())
+        plan = resolve_run_plan(build, scenario, probes, only=options.probe_only)  # bad patterns fail before anything starts
     run_id = new_run_id(scenario)
     results_dir = (results_root() / run_id).resolve()
     results_dir.mkdir(parents=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from harness.regress.compare import compare_runs
@@ -19,15 +20,24 @@ def _cell(doc: dict) -> dict:
     }
 
 
+def _fix_holders(doc: dict, fix_probes: list[str]) -> list[str]:
+    """Functions of the fix (its declared probes) that held the sentinel and did not pass it on."""
+    patterns = [re.compile(p.split(":", 1)[1] if p.split(":", 1)[0] in ("ctr", "containerd") else p) for p in fix_probes]
+    candidates = (doc.get("localization") or {}).get("candidates", [])
+    return [c["function"].rsplit("/", 1)[-1] for c in candidates if any(p.search(c["function"]) for p in patterns)]
+
+
 def before_after(unpatched: dict, patched: dict) -> dict:
     """The `compare_unpatched` section of the patched run's document."""
     before, after = run_verdict(unpatched), run_verdict(patched)
     old = {(s["source"], s["key"]): s for s in unpatched["sentinels"]}
+    fix_probes = (patched.get("allow_list") or {}).get("probes", [])
     rows = []
     for doc in patched["sentinels"]:
         previous = old.get((doc["source"], doc["key"]))
         rows.append({"source": doc["source"], "key": doc["key"], "allow_list": doc.get("allow_list"),
-                     "unpatched": _cell(previous) if previous else None, "patched": _cell(doc)})
+                     "unpatched": _cell(previous) if previous else None, "patched": _cell(doc),
+                     "held_by_fix": _fix_holders(doc, fix_probes)})
     return {
         "patches": list(after.patches),
         "unpatched_results_dir": unpatched["results_dir"],
@@ -67,7 +77,9 @@ def before_after_markdown(section: dict) -> list[str]:
                      + ": they reach the runtime only with the patch.")
     if blocked:
         lines.append("Stopped by the allow-list, as intended: " + ", ".join(
-            f"`{r['key']}` ({r['source']}, {'reached the runtime!' if r['patched']['reached_runtime'] else 'not in the runtime spec'})"
+            f"`{r['key']}` ({r['source']}, {'reached the runtime!' if r['patched']['reached_runtime'] else 'not in the runtime spec'}"
+            + (f"; held by the fix's `{'`, `'.join(r.get('held_by_fix') or [])}`, which did not carry it"
+               if r.get("held_by_fix") else "") + ")"
             for r in blocked) + ".")
     return lines + [""]
 

@@ -19,7 +19,11 @@ SEED_V2 = PROJECT / "tests" / "fixtures" / "runs" / "seed-ctr-run-v2.1.4" / "res
 @pytest.mark.parametrize("patch", PATCHES, ids=[p.name for p in PATCHES])
 def test_every_fix_declares_its_allow_list(patch):
     allow = read_allow_list([patch])
-    assert allow == AllowList(("com.urunc.unikernel.",), ("config-label", "index-descriptor", "manifest"), patch.name)
+    assert (allow.prefixes, allow.carried_sources, allow.patch) == (
+        ("com.urunc.unikernel.",), ("config-label", "index-descriptor", "manifest"), patch.name)
+    # and names its own functions for the delve plan, in the form --probe takes
+    [probe] = allow.probes
+    assert probe.startswith("ctr:") and "ImageAnnotations" in probe
 
 
 def test_status_by_source_and_key():

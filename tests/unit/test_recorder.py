@@ -290,3 +290,18 @@ def test_awkward_recordings_and_runc_paths(tmp_path: Path, monkeypatch: pytest.M
     # nothing leaked outside the recordings dir
     assert sorted(p.name for p in base.iterdir()) == sorted(["bin", "bundle dir", "fake-runc-argv.txt", "real bin", "recordings"])
 
+
+
+def test_transcript_recordings_are_set_aside(tmp_path):
+    """What the runtime got for the transcript's container must not count in the stage map."""
+    from harness.probes.delve.transcript import set_aside_recordings
+
+    recordings = tmp_path / "recordings"
+    for name, bundle in (("1-create", "/s/ns/seed-abc"), ("2-create", "/s/ns/seed-abc-p2"), ("3-create", "/s/ns/seed-abc-t")):
+        (recordings / name).mkdir(parents=True)
+        (recordings / name / "bundle").write_text(bundle + "\n")
+        (recordings / name / "config.json").write_text("{}")
+    (recordings / "invocations.log").write_text("create ...\n")
+    set_aside_recordings(tmp_path, "seed-abc-t")
+    assert sorted(p.name for p in recordings.iterdir()) == ["1-create", "2-create", "invocations.log"]
+    assert [p.name for p in (tmp_path / "transcript-recordings").iterdir()] == ["3-create"]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import time
 from pathlib import Path
 
 import pexpect
 
+from harness.actions import runtime_flag_args
 from harness.errors import HarnessError
 
 PROMPT = r"\(dlv\) "
@@ -35,13 +37,30 @@ def _task_running(context, container_id: str) -> bool:
     return any(line.split()[:1] == [container_id] and "RUNNING" in line for line in proc.stdout.splitlines())
 
 
+def set_aside_recordings(results_dir: Path, container_id: str) -> None:
+    """Move what the runtime received for `container_id` out of recordings/ (the stage map reads only those).
+
+    The transcript is a demonstration, not a probed run: what it hands the runtime
+    goes to transcript-recordings/ instead.
+    """
+    recordings = results_dir / "recordings"
+    for entry in sorted(recordings.iterdir()) if recordings.is_dir() else []:
+        bundle = entry / "bundle"
+        if bundle.is_file() and bundle.read_text().strip().endswith("/" + container_id):
+            aside = results_dir / "transcript-recordings"
+            aside.mkdir(exist_ok=True)
+            shutil.move(str(entry), aside / entry.name)
+
+
 def record_transcript(context, outcome, container_id: str) -> Path:
     drop = next(loc.drop for loc in outcome.localizations.values() if loc.drop is not None)
     if drop.process != "ctr":
         raise HarnessError(f"the drop point is in {drop.process}; the terminal transcript covers ctr only")
     variable = _variable_root([g for h in drop.invocations for g in h.got])
     transcript_id = f"{container_id}-t"
-    ctr_args = context.sandbox.ctr_command("run", "--rm", "--fifo-dir", str(context.sandbox.fifo_dir),
+    # The same run-time flags as the probed runs, so the transcript shows the same program.
+    flags = runtime_flag_args(context.sandbox, context.scenario, context.sentinels, ("run",))
+    ctr_args = context.sandbox.ctr_command("run", "--rm", "--fifo-dir", str(context.sandbox.fifo_dir), *flags,
                                            context.reference, transcript_id)
     command = [str(context.dlv), "exec", ctr_args[0], "--", *ctr_args[1:]]
     log = io.StringIO()
@@ -72,4 +91,5 @@ def record_transcript(context, outcome, container_id: str) -> Path:
         text = _ANSI.sub("", log.getvalue())
         path = context.results_dir / "transcript.txt"
         path.write_text(f"$ {' '.join(command)}\n{text}")
+        set_aside_recordings(context.results_dir, transcript_id)
     return path
