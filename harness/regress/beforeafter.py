@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.regress.compare import compare_runs
 from harness.regress.verdict import run_verdict
+from harness.versions import canonical_function
 
 
 def _cell(doc: dict) -> dict:
@@ -16,7 +17,7 @@ def _cell(doc: dict) -> dict:
         "furthest_stage": doc.get("furthest_stage"),
         "reached_runtime": doc.get("reached_runtime"),
         "verdict": doc.get("verdict"),
-        "drop": f"{drop['function'].rsplit('/', 1)[-1]} ({drop['file']}:{drop['line']})" if drop else None,
+        "drop": f"{canonical_function(drop['function'])} ({drop['file']}:{drop['line']})" if drop else None,
     }
 
 
