@@ -68,6 +68,9 @@ def _run(scenario_name: str, args: argparse.Namespace) -> int:
     if args.compare_unpatched:
         if not options.patches:
             raise HarnessError("--compare-unpatched needs at least one --patch FILE")
+        for patch in options.patches:  # fail now, not after the unpatched run
+            if not patch.is_file():
+                raise HarnessError(f"patch {patch} does not exist: give the path of a unified diff (see patches/)")
         from dataclasses import replace
 
         err.print("[bold]unpatched run first, for the before/after comparison[/]")

@@ -103,3 +103,9 @@ def test_missing_baseline_dir(annotrace, tmp_path, no_leftovers):
 def test_bisect_range_backwards(annotrace, no_leftovers):
     assert_one_clear_error(annotrace("bisect", "--scenario", "seed-ctr-run", "--good", "v2.1.4", "--bad", "v2.0.14"),
                            "is not older than")
+
+
+def test_compare_unpatched_checks_the_patch_before_running(annotrace, tmp_path, no_leftovers):
+    result = annotrace("run", "seed-ctr-run", "--compare-unpatched", "--patch", str(tmp_path / "missing.patch"))
+    assert_one_clear_error(result, "missing.patch does not exist")
+    assert "unpatched run first" not in result.stderr
