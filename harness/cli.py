@@ -45,14 +45,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_max_passes(args: argparse.Namespace) -> None:
+    if args.max_passes < 1:
+        raise HarnessError("--max-passes must be at least 1")
+
+
 def _run(scenario_name: str, args: argparse.Namespace) -> int:
     from harness.image.scenario import load_scenario
     from harness.pipeline import RunOptions, run_scenario
     from harness.report.stagetable import stage_table
 
     scenario = load_scenario(scenario_name)
-    if args.max_passes < 1:
-        raise HarnessError("--max-passes must be at least 1")
+    _check_max_passes(args)
     options = RunOptions(
         version=args.containerd,
         patches=tuple(Path(p) for p in args.patch),
@@ -156,10 +160,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from harness.paths import results_root
     from harness.pipeline import require_root
     from harness.regress.baseline import write_baseline
-    from harness.regress.matrix import matrix_table, new_matrix_dir, parse_versions, timing, write_matrix
+    from harness.regress.matrix import matrix_table, new_results_dir, parse_versions, timing, write_matrix
     from harness.regress.runner import evaluate
 
     require_root()
+    _check_max_passes(args)
     versions = parse_versions(args.containerd)
     scenarios = _scenarios(args.scenario)
     patches = tuple(Path(p) for p in args.patch)
@@ -176,7 +181,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         "runs": [_run_entry(e) for e in evaluations],
         "timing": timing(evaluations, time.monotonic() - started),
     }
-    out_dir = new_matrix_dir(results_root(), "matrix")
+    out_dir = new_results_dir(results_root(), "matrix")
     document["results_dir"] = str(out_dir)
     write_matrix(out_dir, evaluations, document)
     if args.write_baselines:
@@ -207,10 +212,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harness.regress.baseline import load_baselines
     from harness.regress.compare import compare_runs, render_diff
     from harness.regress.junit import write_junit
-    from harness.regress.matrix import new_matrix_dir, parse_versions
+    from harness.regress.matrix import new_results_dir, parse_versions
     from harness.regress.runner import evaluate
 
     require_root()
+    _check_max_passes(args)
     versions = parse_versions(args.containerd) if args.containerd else ()
     baselines = load_baselines(Path(args.baseline), versions, tuple(args.scenario))
     scenarios = {b.verdict.scenario: load_scenario(b.verdict.scenario) for b in baselines}
@@ -226,7 +232,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                        "results_dir": evaluation.results_dir})
         err.print(render_diff(before, evaluation.verdict, changes))
     seconds = time.monotonic() - started
-    out_dir = new_matrix_dir(results_root(), "check")
+    out_dir = new_results_dir(results_root(), "check")
     junit = Path(args.junit) if args.junit else out_dir / "junit.xml"
     write_junit(junit, checks, seconds)
     failing = [c for check in checks for c in check["changes"] if c.failing]
@@ -258,6 +264,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     from harness.regress.runner import evaluate
 
     require_root()
+    _check_max_passes(args)
     scenario = load_scenario(args.scenario)
     tags = tags_between(args.good, args.bad, proxy_tags(args.good, args.bad), prereleases=args.prereleases)
     err.print(f"bisect: {len(tags)} tags from {args.good} to {args.bad}; at most about "

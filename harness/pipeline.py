@@ -87,14 +87,14 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     version = options.version or scenario.containerd or DEFAULT_VERSION
     build = build_containerd(version, list(options.patches))
     dlv = install_delve()
+    fix = read_allow_list(options.patches)  # what an applied fix declares: allow-list, its own functions
     plan = None
     if options.backend == "delve":
         from harness.investigate import resolve_run_plan
 
         if options.probe_only and not options.probes:
             raise HarnessError("--probe-only needs at least one --probe PATTERN")
-        fix = read_allow_list(options.patches)  # a fix names its own functions: watch them too
-        probes = options.probes + (fix.probes if fix and not options.probe_only else ())
+        probes = options.probes + (fix.probes if fix and not options.probe_only else ())  # watch the fix too
         plan = resolve_run_plan(build, scenario, probes, only=options.probe_only)  # bad patterns fail before anything starts
     run_id = new_run_id(scenario)
     results_dir = (results_root() / run_id).resolve()
@@ -141,8 +141,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     sentinel_docs = [m.to_dict() for m in mapped]
     if probe_outcome is not None:
         probe_outcome.fill(sentinel_docs)
-    allow = read_allow_list(options.patches)
-    mark_sentinels(sentinel_docs, allow)
+    mark_sentinels(sentinel_docs, fix)
     document = {
         "containerd": build.contract(),
         "scenario": scenario.name,
@@ -156,8 +155,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     }
     if probe_outcome is not None:
         document["probe"] = probe_outcome.summary()
-    if allow is not None:
-        document["allow_list"] = allow.to_dict()
+    if fix is not None:
+        document["allow_list"] = fix.to_dict()
     (results_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     (results_dir / "stage-map.txt").write_text(render_plain(document))
     if probe_outcome is not None:

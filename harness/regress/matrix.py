@@ -108,7 +108,8 @@ def write_matrix(directory: Path, evaluations: list[Evaluation], document: dict)
     (directory / "matrix.md").write_text(matrix_markdown(evaluations, document))
 
 
-def new_matrix_dir(root: Path, kind: str) -> Path:
+def new_results_dir(root: Path, kind: str) -> Path:
+    """<root>/<timestamp>-<kind>-<hex> for a command that runs many scenarios (matrix, check)."""
     import secrets
 
     return (root / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}").resolve()
