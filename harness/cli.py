@@ -145,7 +145,7 @@ def _run_entry(evaluation) -> dict:
         "scenario": verdict.scenario, "backend": verdict.backend, "sentinels": [], "results_dir": None,
     }
     return {**document, "requested": evaluation.requested, "outcome": verdict.outcome, "reason": verdict.reason,
-            "timing": evaluation.to_dict()["timing"], "verdict": verdict.to_dict()}
+            "timing": evaluation.timing(), "verdict": verdict.to_dict()}
 
 
 def _command_line() -> str:

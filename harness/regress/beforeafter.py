@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from harness.probes.plan import ProbePlan, parse_probe_option
 from harness.regress.compare import compare_runs
 from harness.regress.verdict import run_verdict
 from harness.versions import canonical_function
@@ -23,9 +24,12 @@ def _cell(doc: dict) -> dict:
 
 def _fix_holders(doc: dict, fix_probes: list[str]) -> list[str]:
     """Functions of the fix (its declared probes) that held the sentinel and did not pass it on."""
-    patterns = [re.compile(p.split(":", 1)[1] if p.split(":", 1)[0] in ("ctr", "containerd") else p) for p in fix_probes]
+    plan = ProbePlan()
+    for probe in fix_probes:
+        parse_probe_option(plan, probe)  # the same [process:]REGEX reading as --probe
     candidates = (doc.get("localization") or {}).get("candidates", [])
-    return [c["function"].rsplit("/", 1)[-1] for c in candidates if any(p.search(c["function"]) for p in patterns)]
+    return [c["function"].rsplit("/", 1)[-1] for c in candidates
+            if any(re.search(p, c["function"]) for p in plan.patterns.get(c["process"], []))]
 
 
 def before_after(unpatched: dict, patched: dict) -> dict:

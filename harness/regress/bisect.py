@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from harness.errors import HarnessError
 from harness.regress.compare import differs
 from harness.regress.verdict import RunVerdict
+from harness.toolchain.resolve import _TAG  # one reading of a release tag for resolving and bisecting
 
-_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 
 
 def semver_key(tag: str) -> tuple:

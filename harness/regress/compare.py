@@ -15,9 +15,6 @@ from harness.image.scenario import STAGES
 from harness.regress.verdict import RunVerdict, SentinelVerdict
 from harness.versions import canonical_file
 
-_SHOW = {True: "yes", False: "no", None: "?"}
-
-
 @dataclass(frozen=True)
 class Change:
     kind: str  # outcome-changed | sentinel-missing | sentinel-added | stage-changed | status-changed |

@@ -23,17 +23,15 @@ class Evaluation:
     build_seconds: float = 0.0
     run_seconds: float = 0.0
     build_reused: bool | None = None  # None: no build happened (the version did not resolve)
-    results_dir: str | None = None
-    document: dict | None = field(default=None, repr=False)
+    document: dict | None = field(default=None, repr=False)  # the run's --json document, when it ran
 
-    def to_dict(self) -> dict:
-        return {
-            "requested": self.requested,
-            "verdict": self.verdict.to_dict(),
-            "timing": {"build_seconds": round(self.build_seconds, 1), "run_seconds": round(self.run_seconds, 1),
-                       "build_reused": self.build_reused},
-            "results_dir": self.results_dir,
-        }
+    @property
+    def results_dir(self) -> str | None:
+        return self.document["results_dir"] if self.document else None
+
+    def timing(self) -> dict:
+        return {"build_seconds": round(self.build_seconds, 1), "run_seconds": round(self.run_seconds, 1),
+                "build_reused": self.build_reused}
 
 
 def evaluate(scenario, requested: str, backend: str = "delve", patches: tuple[Path, ...] = (),
@@ -65,4 +63,4 @@ def evaluate(scenario, requested: str, backend: str = "delve", patches: tuple[Pa
         return Evaluation(requested, failed_verdict(scenario.name, version, module, backend, exc, patch_names),
                           build_seconds, time.monotonic() - started, build.reused)
     return Evaluation(requested, run_verdict(document), build_seconds, time.monotonic() - started, build.reused,
-                      document["results_dir"], document)
+                      document)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from harness.errors import Unsupported
 from harness.versions import canonical_function
 
 OUTCOMES = ("ok", "unsupported", "error")
@@ -108,7 +109,5 @@ def run_verdict(document: dict) -> RunVerdict:
 def failed_verdict(scenario: str, version: str, module: str, backend: str, error: Exception,
                    patches: tuple[str, ...] = ()) -> RunVerdict:
     """A run that could not produce a stage map: `unsupported` when the version cannot do it, else `error`."""
-    from harness.errors import Unsupported
-
     outcome = "unsupported" if isinstance(error, Unsupported) else "error"
     return RunVerdict(scenario, version, module, backend, outcome, " ".join(str(error).split()), patches)

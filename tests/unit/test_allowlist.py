@@ -71,3 +71,13 @@ def test_before_after_names_what_the_patch_changed():
     assert "| manifest | `com.urunc.unikernel.binary` | stops after manifest | **runtime** | allowed |" in text
     assert "made the difference for `com.urunc.unikernel." in text
     assert "Stopped by the allow-list, as intended: `com.test.foo` (manifest, not in the runtime spec)" in text
+
+
+def test_before_after_of_a_real_patched_run_names_the_fix_function_that_held_a_blocked_key():
+    # results/fix-v2.4.2/seed-ctr-run: a real --compare-unpatched run (see its COMMAND)
+    run = PROJECT / "results" / "fix-v2.4.2" / "seed-ctr-run"
+    patched = json.loads((run / "result.json").read_text())
+    unpatched = json.loads((run / "unpatched" / "result.json").read_text())
+    held = {row["key"]: row["held_by_fix"] for row in before_after(unpatched, patched)["sentinels"]}
+    assert held == {"com.test.foo": ["client.ImageAnnotations"], "com.urunc.unikernel.binary": [],
+                    "com.urunc.unikernel.hypervisor": [], "com.urunc.unikernel.unikernelType": []}

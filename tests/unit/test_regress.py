@@ -256,7 +256,7 @@ def test_tags_between_orders_and_filters():
 def test_matrix_rows_keep_failed_versions(v2):
     unsupported = failed_verdict("runtime-annotation", "v1.6.36", V1_MODULE, "delve", Unsupported("no flag"))
     evaluations = [
-        Evaluation("v2.1", v2, 1.0, 10.0, True, "results/runs/x"),
+        Evaluation("v2.1", v2, 1.0, 10.0, True, {"results_dir": "results/runs/x"}),
         Evaluation("v1.6", unsupported, 60.0, 3.0, False),
         Evaluation("main", failed_verdict("seed-ctr-run", "main", "", "delve", HarnessError("refused")), 0.5),
     ]
@@ -266,6 +266,7 @@ def test_matrix_rows_keep_failed_versions(v2):
     assert table[4]["furthest_stage"] == "unsupported" and table[4]["drop"] == "no flag"
     t = timing(evaluations, 80.0)
     assert (t["builds_done"], t["builds_reused"], t["cache"]) == (1, 1, "cold")
+    assert evaluations[0].results_dir == "results/runs/x" and evaluations[1].results_dir is None
     markdown = matrix_markdown(evaluations, {"command": "annotrace matrix", "backend": "delve", "timing": t})
     assert "| seed-ctr-run | v2.1.4 (v2.1) | manifest:com.test.foo | manifest | core/images.Config" in markdown
     assert "| runtime-annotation | v1.6.36 (v1.6) |  | unsupported | no flag |" in markdown
