@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.console import err
 from harness.errors import HarnessError
+from harness.probes import BACKENDS
 
 SEED_SCENARIO = "seed-ctr-run"
 # The matrix's default versions: every release line, the newest tag, and main.
@@ -311,8 +312,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-sandbox", action="store_true", help="leave the sandbox's temp dir for inspection")
     parser.add_argument("--registry-port", type=int, metavar="PORT",
                         help="loopback port for the local registry (default: a free one)")
-    parser.add_argument("--backend", default="delve", choices=["delve", "state"],
-                        help="how to watch containerd: delve (probes + localization) or state (stage map only)")
+    parser.add_argument("--backend", default="delve", choices=list(BACKENDS),
+                        help="how to watch containerd: delve, gdb or gotrace (probes + localization), "
+                             "or state (stage map only)")
     parser.add_argument("--probe", action="append", default=[], metavar="[PROCESS:]REGEX",
                         help="also probe functions matching REGEX in ctr, containerd or both (repeatable)")
     parser.add_argument("--probe-only", action="store_true",
@@ -329,8 +331,8 @@ def _add_regress_options(parser: argparse.ArgumentParser, single: bool = False,
         parser.add_argument("--scenario", required=True, help="scenario name or .toml path")
     else:
         parser.add_argument("--scenario", action="append", default=[], help=scenario_help)
-    parser.add_argument("--backend", default="delve", choices=["delve", "state"],
-                        help="delve: stage map and drop point; state: stage map only (faster)")
+    parser.add_argument("--backend", default="delve", choices=list(BACKENDS),
+                        help="delve, gdb or gotrace: stage map and drop point; state: stage map only (faster)")
     parser.add_argument("--max-passes", type=int, default=4, metavar="N", help="refinement passes at most (default 4)")
     parser.add_argument("--json", action="store_true", help="print one document on stdout")
 

@@ -20,7 +20,8 @@ from harness.errors import HarnessError
 from harness.graph.callgraph import build_graph
 from harness.graph.localize import Localization, localize
 from harness.probes.delve.backend import DelveSession
-from harness.probes.delve.run import PassResult, delve_pass
+from harness.probes.delve.run import delve_pass
+from harness.probes.passes import PassResult
 from harness.probes.events import Event, write_events
 from harness.probes.plan import PROCESSES, ProbePlan, ResolvedPlan, binary_functions, default_plan, parse_probe_option, resolve_plan
 from harness.stagemap import load_documents, stage_map
@@ -139,21 +140,40 @@ def _localize_all(context, events: list[Event], faults: list[str], layout) -> di
 
 
 class _CallIndex:
-    """Static callees of functions, from delve reading each binary (one idle session per process)."""
+    """Static callees of functions: delve's reading of each binary for the delve backend (one
+    idle session per process), the disassembly (`go tool objdump`) for the others."""
 
-    def __init__(self, context, results_dir: Path) -> None:
+    def __init__(self, context, results_dir: Path, backend: str = "delve") -> None:
         self.context = context
         self.results_dir = results_dir
+        self.backend = backend
         self.cache: dict[tuple[str, str], list[str]] = {}
 
     def callees(self, process: str, function: str) -> list[str]:
         key = (process, function)
         if key not in self.cache:
             binary = self.context.build.binary(process)
+            if self.backend != "delve":
+                self.cache[key] = objdump_callees(binary, function)
+                return self.cache[key]
             with DelveSession(self.context.dlv, f"index-{process}", self.context.sandbox.workdir, self.results_dir,
                               exec_argv=[str(binary), "--help"]) as session:
                 self.cache[key] = session.static_callees(function)
         return self.cache[key]
+
+
+_OBJDUMP_TARGET = re.compile(r"\b(?:CALL|LEAQ)\s+(\S+?)(?:·f)?\(SB\)")
+
+
+def objdump_callees(binary: Path, function: str) -> list[str]:
+    """Functions `function` calls directly or makes closures of, from `go tool objdump`."""
+    from harness.toolchain.gocmd import go_query
+
+    proc = go_query(["tool", "objdump", "-s", f"^{re.escape(function)}$", str(binary)])
+    if proc.returncode != 0:
+        raise HarnessError(f"go tool objdump failed on {binary}: {proc.stderr.strip()[:200]}")
+    found = dict.fromkeys(m.group(1) for m in _OBJDUMP_TARGET.finditer(proc.stdout))
+    return [f for f in found if f != function and not f.startswith("runtime.")]
 
 
 def _frontier(localizations: dict[str, Localization], events: list[Event], plan: ResolvedPlan, index: _CallIndex,
@@ -204,19 +224,45 @@ def _group_reasons(reasons: list[str]) -> list[str]:
     return [f"{why} ({count} sentinel{'s' if count != 1 else ''})" for why, count in grouped.items()]
 
 
+def _pass_runner(context, backend: str):
+    """A function (number, plan, state_dir, container_id, seq_start) -> PassResult for the backend."""
+    source_root = str(context.build.src_dir)
+    values = [s.value for s in context.sentinels]
+
+    def run(number: int, plan: ResolvedPlan, state_dir: Path, container_id: str, seq_start: int) -> PassResult:
+        common = (number, context.sandbox, context.scenario, context.sentinels, context.reference, container_id,
+                  state_dir)
+        if backend == "delve":
+            return delve_pass(*common, context.dlv, plan, source_root, seq_start=seq_start)
+        if backend == "gdb":
+            from harness.probes.gdb.session import GdbSession, dwarf_info
+            from harness.probes.passes import debugger_pass
+
+            dwarf = {p: dwarf_info(context.build.binary(p), plan.functions[p]) for p in PROCESSES}
+            return debugger_pass(GdbSession, *common, context.tool, plan, source_root, seq_start=seq_start,
+                                 session_options={"sentinels": values, "dwarf": dwarf})
+        if backend == "gotrace":
+            from harness.probes.gotrace.run import gotrace_pass
+
+            return gotrace_pass(*common, plan, source_root, seq_start=seq_start)
+        raise HarnessError(f"backend {backend!r} has no probe pass")
+
+    return run
+
+
 def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options) -> ProbeOutcome:
     layout = layout_for_module(context.build.module)
-    source_root = str(context.build.src_dir)
     passes: list[PassResult] = []
     refinement: list[dict] = []
-    index = _CallIndex(context, context.results_dir / "passes")
+    backend = getattr(options, "backend", "delve")
+    run_pass = _pass_runner(context, backend)
+    index = _CallIndex(context, context.results_dir / "passes", backend)
     all_events: list[Event] = []
     localizations: dict[str, Localization] = {}
     for number in range(1, options.max_passes + 1):
         state_dir = context.results_dir / "state" if number == 1 else context.results_dir / "passes" / str(number)
-        pass_result = delve_pass(number, context.sandbox, context.scenario, context.sentinels, context.reference,
-                                 container_id if number == 1 else f"{container_id}-p{number}", state_dir,
-                                 context.dlv, plan, source_root, seq_start=len(all_events))
+        pass_result = run_pass(number, plan, state_dir, container_id if number == 1 else f"{container_id}-p{number}",
+                               len(all_events))
         passes.append(pass_result)
         all_events += pass_result.events
         for fault in pass_result.faults:
@@ -234,6 +280,11 @@ def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options) 
         if not any(add.values()):
             refinement.append({"after_pass": number, "stopped": "every drop is pinned or nothing is left to probe"})
             break
+        if backend == "gotrace":
+            # Instrumentation is compiled in: another pass would need another build of the tree.
+            refinement.append({"after_pass": number, "stopped": "gotrace instruments at build time; widen the plan "
+                               "with --probe and run again", "would_add": {p: sorted(f) for p, f in add.items()}})
+            break
         if number == options.max_passes:
             refinement.append({"after_pass": number, "stopped": f"pass limit {options.max_passes} reached",
                                "would_add": {p: sorted(f) for p, f in add.items()}})
@@ -246,7 +297,7 @@ def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options) 
     last_events = passes[-1].events if passes else []
     graph = build_graph(last_events, plan.functions, layout.rpc_joins)
     outcome = ProbeOutcome(passes, localizations, last_events, plan, graph, refinement)
-    if options.transcript and any(loc.status == "dropped" for loc in localizations.values()):
+    if options.transcript and backend == "delve" and any(loc.status == "dropped" for loc in localizations.values()):
         from harness.probes.delve.transcript import record_transcript
 
         try:

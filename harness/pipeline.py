@@ -25,13 +25,13 @@ from harness.image.scenario import Scenario
 from harness.paths import results_root
 from harness.report.markdown import machine_environment
 from harness.report.stagetable import render_plain
+from harness.probes import BACKENDS, PROBE_BACKENDS
 from harness.sandbox import Registry, Sandbox
 from harness.stagemap import load_documents, save_content, stage_map
 from harness.toolchain import build_containerd
 from harness.toolchain.tools import install_delve, tool_versions
 from harness.versions import DEFAULT_VERSION
 
-BACKENDS = ("state", "delve")
 
 
 @dataclass
@@ -60,6 +60,7 @@ class RunContext:
     results_dir: Path
     sentinels: list
     run_id: str
+    tool: Path | None = None  # the backend's debugger (gdb), when it is not delve
 
 
 def require_root() -> None:
@@ -89,13 +90,22 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     dlv = install_delve()
     fix = read_allow_list(options.patches)  # what an applied fix declares: allow-list, its own functions
     plan = None
-    if options.backend == "delve":
+    tool = None
+    if options.backend in PROBE_BACKENDS:
         from harness.investigate import resolve_run_plan
 
         if options.probe_only and not options.probes:
             raise HarnessError("--probe-only needs at least one --probe PATTERN")
         probes = options.probes + (fix.probes if fix and not options.probe_only else ())  # watch the fix too
         plan = resolve_run_plan(build, scenario, probes, only=options.probe_only)  # bad patterns fail before anything starts
+    if options.backend == "gdb":
+        from harness.toolchain.tools import install_gdb
+
+        tool = install_gdb()
+    elif options.backend == "gotrace":
+        from harness.probes.gotrace.build import build_instrumented
+
+        build = build_instrumented(build, plan)  # same version and patches, the plan's functions instrumented
     run_id = new_run_id(scenario)
     results_dir = (results_root() / run_id).resolve()
     results_dir.mkdir(parents=True)
@@ -132,7 +142,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         else:
             from harness.investigate import probe_and_localize
 
-            context = RunContext(scenario, build, dlv, sandbox, reference, results_dir, sentinels, run_id)
+            context = RunContext(scenario, build, dlv, sandbox, reference, results_dir, sentinels, run_id, tool)
             probe_outcome = probe_and_localize(context, plan, container_id, options)
             action = probe_outcome.action
         (results_dir / "action.json").write_text(json.dumps(action.to_dict() if action else {}, indent=2) + "\n")
@@ -146,7 +156,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         "containerd": build.contract(),
         "scenario": scenario.name,
         "backend": options.backend,
-        "tools": tool_versions(dlv),
+        "tools": tool_versions(dlv, tool),
         "environment": machine_environment(),
         "action": {"kind": scenario.action.kind, "exit_code": action.exit_code if action else None,
                    "container_id": container_id, "image": reference, "delivery": scenario.image.delivery},

@@ -60,6 +60,8 @@ class Collected:
 class DelveSession:
     """`with DelveSession(...) as session:` a headless delve serving on a private unix socket."""
 
+    DEBUGGER = "delve"
+
     def __init__(self, dlv: Path, process: str, work_dir: Path, log_dir: Path, *, exec_argv: list[str] | None = None,
                  attach_pid: int | None = None, env: dict[str, str] | None = None, source_root: str = "",
                  label: str | None = None) -> None:

@@ -1,0 +1,3 @@
+module annotrace/dwarfinfo
+
+go 1.23.0
