@@ -38,6 +38,7 @@ _type_names = {}
 _types_base = None
 _map_printer = None
 _g_type = None
+_last_stop = None  # (goroutine, sp, pc) of the last report
 
 
 class _Budget(Exception):
@@ -59,8 +60,6 @@ class Walk:
             self._value(value, path, where, depth)
         except _Budget:
             self.unreadable.append(f"{where}:{path} (budget)")
-        except (gdb.error, gdb.MemoryError, RuntimeError, ValueError, OverflowError) as exc:
-            self.unreadable.append(f"{where}:{path} (gdb: {str(exc)[:60]})")
 
     def _text(self, text, path, where):
         for sentinel in self.sentinels:
@@ -68,9 +67,16 @@ class Walk:
                 self.sightings.append({"value": sentinel, "where": where, "path": path})
 
     def _value(self, value, path, where, depth):
+        """Walk one value; a part gdb fails to read is unknown at its own path, the rest is read."""
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _Budget()
+        try:
+            self._walk(value, path, where, depth)
+        except (gdb.error, gdb.MemoryError, RuntimeError, ValueError, OverflowError) as exc:
+            self.unreadable.append(f"{where}:{path} (gdb: {str(exc)[:60]})")
+
+    def _walk(self, value, path, where, depth):
         name = str(value.type)
         code = value.type.strip_typedefs().code
         if name == "string":
@@ -131,6 +137,9 @@ class Walk:
     def _map(self, value, path, where, depth):
         if int(value) == 0:
             return  # a nil map holds nothing
+        header = value.dereference()
+        if "used" in {f.name for f in header.type.strip_typedefs().fields()} and int(header["used"]) == 0:
+            return  # an empty swiss map may have no groups yet
         if _map_printer is None:
             self.unreadable.append(f"{where}:{path} (map: runtime-gdb.py not loaded)")
             return
@@ -160,7 +169,7 @@ class Walk:
             return  # nil interface
         if depth >= MAX_DEPTH:
             return
-        type_pointer = value["tab"]["_type"] if type_field == "tab" else value["_type"]
+        type_pointer = _itab_type(value["tab"]) if type_field == "tab" else value["_type"]
         dynamic = _dynamic_type(int(type_pointer))
         if dynamic is None:
             name = _type_names.get(int(type_pointer) - (_types_base or 0), "?")
@@ -171,6 +180,12 @@ class Walk:
         else:
             inner = data.cast(dynamic.pointer()).dereference()
         self._value(inner, path, where, depth + 1)
+
+
+def _itab_type(tab):
+    """An itab's dynamic type: `Type` since Go 1.22 (internal/abi.ITab), `_type` before."""
+    fields = {f.name for f in tab.dereference().type.strip_typedefs().fields()}
+    return tab["Type"] if "Type" in fields else tab["_type"]
 
 
 def _read_string(value):
@@ -196,16 +211,25 @@ def _direct(gdb_type):
     return False
 
 
+def _lookup_type(name):
+    """A DWARF type by its Go name; pointer types by their element (gdb may not list `*T` itself)."""
+    try:
+        return gdb.lookup_type(name)
+    except gdb.error:
+        pass
+    if name.startswith("*"):
+        element = _lookup_type(name[1:])
+        return element.pointer() if element is not None else None
+    return None
+
+
 def _dynamic_type(address):
     offset = address - (_types_base or 0)
     if offset not in _types:
         name = _type_names.get(offset)
         found = None
         if name is not None:
-            try:
-                found = gdb.lookup_type(name)
-            except gdb.error:
-                found = None
+            found = _lookup_type(name)
         _types[offset] = found
     return _types[offset]
 
@@ -260,6 +284,17 @@ class Probe(gdb.Breakpoint):
 
     def stop(self):
         try:
+            # Go's async preemption (SIGURG) can interrupt the step over this breakpoint; the
+            # goroutine then comes back to the same pc and hits it again. A slow read makes that
+            # likelier (sysmon preempts goroutines that look busy), so report each stop once:
+            # a stop on the same goroutine, stack pointer and pc as the last report, with no
+            # other tracepoint hit in between, is that repeat.
+            global _last_stop
+            frame = gdb.newest_frame()
+            here = (_goroutine(), int(frame.read_register("rsp")), int(frame.pc()))
+            if here == _last_stop:
+                return False
+            _last_stop = here
             self._report()
         except Exception as exc:  # never stop the target because of a reading bug
             gdb.write(f"annotrace-error {json.dumps({'function': self.function, 'error': repr(exc)[:200]})}\n")
