@@ -258,6 +258,45 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare_backends, markdown
+    from harness.image.scenario import load_scenario
+    from harness.paths import results_root
+    from harness.pipeline import require_root
+    from harness.probes import PROBE_BACKENDS
+    from harness.regress.matrix import new_results_dir
+    from harness.toolchain.resolve import resolve_version
+    from harness.versions import DEFAULT_VERSION
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in PROBE_BACKENDS]
+    if unknown or len(set(backends)) < 2:
+        raise HarnessError(f"--backends needs two or more of {','.join(PROBE_BACKENDS)} "
+                           f"(got {args.backends!r}); e.g. --backends delve,gdb,gotrace")
+    require_root()
+    _check_max_passes(args)
+    scenario = load_scenario(args.scenario)
+    version = resolve_version(args.containerd or scenario.containerd or DEFAULT_VERSION).version
+    patches = tuple(Path(p) for p in args.patch)
+    for patch in patches:
+        if not patch.is_file():
+            raise HarnessError(f"patch file {patch} does not exist")
+    document = compare_backends(scenario, version, list(dict.fromkeys(backends)), patches, args.max_passes)
+    document["command"] = _command_line()
+    out_dir = new_results_dir(results_root(), f"compare-{scenario.name}")
+    out_dir.mkdir(parents=True)
+    document["results_dir"] = str(out_dir)
+    (out_dir / "compare.json").write_text(json.dumps(document, indent=2) + "\n")
+    text = markdown(document)
+    (out_dir / "compare.md").write_text(text)
+    (out_dir / "COMMAND").write_text(document["command"] + "\n")
+    err.print(text)
+    err.print(f"compare: {out_dir}")
+    _emit(document, args.json)
+    agree = all(v.get("agrees") for v in document["agreement"]["backends"].values())
+    return 0 if agree else 1
+
+
 def cmd_bisect(args: argparse.Namespace) -> int:
     from harness.image.scenario import load_scenario
     from harness.pipeline import require_root
@@ -392,6 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also count a drop that moved to another line of the same function as a difference")
     _add_regress_options(bisect, single=True)
     bisect.set_defaults(func=cmd_bisect)
+
+    compare = commands.add_parser("compare", help="run one scenario under several probe backends; "
+                                  "exit 1 when their drop points, verdicts or stage maps differ")
+    compare.add_argument("scenario", nargs="?", default=SEED_SCENARIO,
+                         help=f"scenario name or .toml path (default {SEED_SCENARIO})")
+    compare.add_argument("--backends", default="delve,gdb,gotrace", metavar="B1,B2,...",
+                         help="probe backends to run, the first is the reference (default delve,gdb,gotrace)")
+    compare.add_argument("--containerd", metavar="VERSION", help="default: the scenario's pin")
+    compare.add_argument("--patch", action="append", default=[], metavar="FILE", help="diff to apply (repeatable)")
+    compare.add_argument("--max-passes", type=int, default=4, metavar="N", help="refinement passes at most (default 4)")
+    compare.add_argument("--json", action="store_true", help="print the comparison document on stdout")
+    compare.set_defaults(func=cmd_compare)
 
     scenarios = commands.add_parser("scenarios", help="list the scenarios in scenarios/")
     scenarios.add_argument("--json", action="store_true")
