@@ -123,8 +123,14 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         registry = None
         if scenario.image.delivery == "registry":
             registry = stack.enter_context(Registry(results_dir, options.registry_port))
+        daemon_env = None
+        if options.backend == "gotrace":  # the instrumented daemon traces from its start
+            from harness.probes.gotrace.run import trace_dir_for, trace_env
+
+            daemon_env = trace_env(trace_dir_for(results_dir), sentinels)
         sandbox = stack.enter_context(
-            Sandbox(build, results_dir, namespace=f"annotrace-{run_id[-6:]}", keep=options.keep_sandbox)
+            Sandbox(build, results_dir, namespace=f"annotrace-{run_id[-6:]}", keep=options.keep_sandbox,
+                    daemon_env=daemon_env)
         )
         layout = write_layout(scenario, sentinels, image_dir / "layout", registry.host if registry else "")
         (results_dir / "image.json").write_text(json.dumps(layout.to_dict(), indent=2) + "\n")
@@ -167,6 +173,11 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         document["probe"] = probe_outcome.summary()
     if fix is not None:
         document["allow_list"] = fix.to_dict()
+    if "instrumented" in build.manifest:
+        instrumented = build.manifest["instrumented"]
+        document["instrumented"] = {"build_dir": str(build.directory), "reused": build.reused,
+                                    "build_seconds": None if build.reused else instrumented["build_seconds"],
+                                    "missing": instrumented["report"].get("missing", [])}
     (results_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     (results_dir / "stage-map.txt").write_text(render_plain(document))
     if probe_outcome is not None:

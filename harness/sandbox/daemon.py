@@ -63,8 +63,10 @@ disabled_plugins = [
 class Sandbox:
     """`with Sandbox(build, results_dir) as sandbox:` gives a ready daemon."""
 
-    def __init__(self, build: Build, results_dir: Path, namespace: str = "annotrace", keep: bool = False) -> None:
+    def __init__(self, build: Build, results_dir: Path, namespace: str = "annotrace", keep: bool = False,
+                 daemon_env: dict[str, str] | None = None) -> None:
         self.build = build
+        self.daemon_env = daemon_env or {}  # extra environment for the daemon (the gotrace backend's)
         self.results_dir = results_dir
         self.namespace = namespace
         self.keep = keep
@@ -147,6 +149,7 @@ class Sandbox:
         env["PATH"] = f"{bin_dir}:{self.build.bin_dir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         env.pop("CONTAINERD_ADDRESS", None)
         env.pop("NOTIFY_SOCKET", None)  # no systemd notifications from the sandbox
+        env.update(self.daemon_env)
         containerd = self.build.binary("containerd")
         # Inside the new mount namespace: a private /run, then exec the daemon (its pid is ours).
         inner = 'mount -t tmpfs -o mode=0755,size=64m annotrace-run /run && mkdir -p /run/containerd && exec "$0" "$@"'
