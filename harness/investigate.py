@@ -47,6 +47,8 @@ def _in_scope(function: str, module: str) -> bool:
     """Functions of containerd itself (not the runtime, not vendored libraries, no compiler wrappers)."""
     if not (function.startswith(module + "/") or function.startswith(module + ".")):
         return False
+    if "/annotraceprobe." in function:  # the gotrace backend's own probe package
+        return False
     return not re.search(r"\.(gowrap|deferwrap)\d+$|-fm$|\.init(\.\d+)?$", function)
 
 

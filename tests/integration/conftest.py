@@ -80,7 +80,9 @@ def _sandbox_processes() -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "/var/tmp/annotrace-" in cmdline:
+        # Sandbox processes run from the private temp dir; a debugger attached to the daemon
+        # (gdb) or a daemon started from the build cache names a cached binary instead.
+        if "/var/tmp/annotrace-" in cmdline or "/annotrace/builds/" in cmdline:
             found.append(f"{entry.name}: {cmdline[:160]}")
     return found
 

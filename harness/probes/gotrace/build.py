@@ -1,7 +1,7 @@
 """The instrumented build: containerd's source with the plan's functions rewritten, built like the plain one.
 
 The plain build's source tree (already patched) is copied, the `instrument` helper
-(harness/probes/gotrace/go/cmd/instrument, an AST rewriter) rewrites the functions of
+(harness/probes/gotrace/tools/cmd/instrument, an AST-driven rewriter) rewrites the functions of
 the probe plan in place and adds the `annotraceprobe` package, and the go command builds
 it with the plain build's flags and toolchain. The result is cached beside the plain
 build, keyed by the plain build, the plan and the helper's sources. Instrumented sources
@@ -24,7 +24,8 @@ from harness.probes.plan import PROCESSES, ResolvedPlan
 from harness.toolchain.build import Build, _cached, _go_build, _locked, has_dwarf, sha256_file
 from harness.toolchain.resolve import ResolvedVersion
 
-GO_SOURCE = Path(__file__).resolve().parent / "go"
+GO_SOURCE = Path(__file__).resolve().parent / "tools"
+PROBE_SOURCE = GO_SOURCE / "probe" / "probe.go"
 MAINS = ("cmd/ctr", "cmd/containerd")
 
 
@@ -70,7 +71,8 @@ def _build_into(directory: Path, build: Build, functions: list[str], instrument:
     shutil.copytree(build.src_dir, src, symlinks=True)
     plan_file = directory / "plan.json"
     plan_file.write_text(json.dumps({"functions": functions, "mains": list(MAINS)}, indent=2) + "\n")
-    proc = subprocess.run([str(instrument), "-src", str(src), "-module", build.module, "-plan", str(plan_file)],
+    proc = subprocess.run([str(instrument), "-src", str(src), "-module", build.module, "-plan", str(plan_file),
+                           "-probe", str(PROBE_SOURCE)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise HarnessError(f"gotrace: instrumenting containerd {build.version} failed: "

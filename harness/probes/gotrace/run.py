@@ -96,14 +96,17 @@ def log_to_event(entry: dict, process: str, seq: int, probe_pass: int, started_n
         return path[len(root):] if root and path.startswith(root) else path
 
     stack = [Frame(f["function"], relative(f["file"]), f["line"]) for f in entry["stack"]]
-    top = stack[0] if stack else Frame(payload["f"], "", 0)
+    # The rewrite adds no line, so the trace's lines are the source's; the payload says
+    # which statement (the function's opening line, or the return statement) logged.
+    if stack:
+        stack[0] = Frame(stack[0].function, payload["file"], payload["line"])
     return Event(
         seq=seq,
         process=process,
         kind=payload["k"],
         function=payload["f"],
-        file=top.file,
-        line=top.line,
+        file=payload["file"],
+        line=payload["line"],
         goroutine=entry["goroutine"],
         stack=stack,
         sightings=list(dict.fromkeys(Sighting(s["v"], s["w"], s["p"]) for s in payload.get("s") or [])),
