@@ -46,17 +46,18 @@ def _finished(trace_dir: Path) -> set[Path]:
     return set(trace_dir.glob("*.trace"))
 
 
-def rotate_daemon_trace(sandbox, trace_dir: Path, before: set[Path]) -> list[Path]:
-    """Ask the daemon to finish its current trace file; wait until it is renamed to *.trace."""
+def rotate_daemon_trace(sandbox, trace_dir: Path) -> Path:
+    """Ask the daemon to finish its current trace file (and start the next); wait until it is *.trace."""
     assert sandbox.daemon is not None
     pid = sandbox.daemon.pid
+    before = _finished(trace_dir)
     os.kill(pid, signal.SIGUSR2)
     deadline = time.monotonic() + ROTATE_TIMEOUT
     while time.monotonic() < deadline:
         new = [p for p in _finished(trace_dir) - before if p.name.startswith(f"containerd-{pid}-")]
         if new:
-            return new
-        time.sleep(0.05)
+            return new[0]
+        time.sleep(0.005)
     raise HarnessError(f"the instrumented daemon did not finish its trace within {ROTATE_TIMEOUT:.0f}s "
                        f"(pid {pid}); see {trace_dir}")
 
@@ -69,15 +70,20 @@ def read_traces(files: list[Path]) -> list[dict]:
     if not files:
         return []
     reader = build_go_tool("gotrace", GO_SOURCE, "./cmd/readtrace")
+    # One reader per file, side by side, so each entry knows which process wrote it.
+    running = [(path, subprocess.Popen([str(reader), str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)) for path in files]
     entries: list[dict] = []
-    for path in files:  # one file at a time, so each entry knows which process wrote it
-        proc = subprocess.run([str(reader), str(path)], capture_output=True, text=True, check=False)
+    failed = []
+    for path, proc in running:
+        stdout, stderr = proc.communicate()
         if proc.returncode != 0:
-            raise HarnessError(f"reading the execution trace {path.name} failed: "
-                               f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
-        for line in proc.stdout.splitlines():
-            if line.strip():
-                entries.append({**json.loads(line), "file": path.name})
+            failed.append(f"reading the execution trace {path.name} failed: "
+                          f"{(stderr.strip().splitlines() or ['no output'])[-1]}")
+            continue
+        entries += [{**json.loads(line), "file": path.name} for line in stdout.splitlines() if line.strip()]
+    if failed:
+        raise HarnessError(failed[0])
     return entries
 
 
@@ -146,6 +152,13 @@ def gotrace_pass(index: int, sandbox, scenario, sentinels, reference: str, conta
     result = PassResult(index, functions=plan.functions)
     started = time.monotonic()
     trace_dir = trace_dir_for(sandbox.results_dir)
+    # What the daemon traced before this pass (start-up, the image pull, earlier passes) goes
+    # to its own file, kept for `go tool trace` but not read: the pass reads only its own.
+    try:
+        rotate_daemon_trace(sandbox, trace_dir)
+    except HarnessError as exc:
+        result.faults.append(str(exc))
+        return result
     before = _finished(trace_dir)
     env = trace_env(trace_dir, sentinels)
     step(f"probe pass {index}: gotrace (instrumented ctr and containerd, {plan.count()} functions, "
@@ -154,21 +167,27 @@ def gotrace_pass(index: int, sandbox, scenario, sentinels, reference: str, conta
     def launch(command: list[str], base_env: dict[str, str]):
         return plain_launcher(command, {**base_env, **env})
 
+    timing = {}
+    mark = time.monotonic()
     try:
         result.action = run_action(sandbox, scenario, sentinels, reference, container_id, state_dir, launch)
     except HarnessError as exc:
         result.faults.append(str(exc))
+    timing["action"], mark = round(time.monotonic() - mark, 3), time.monotonic()
     try:
-        rotate_daemon_trace(sandbox, trace_dir, before)
+        rotate_daemon_trace(sandbox, trace_dir)
+        timing["rotate"], mark = round(time.monotonic() - mark, 3), time.monotonic()
         files = sorted(_finished(trace_dir) - before)
         entries = read_traces(files)
+        timing["read"] = round(time.monotonic() - mark, 3)
         events, summary = trace_events(entries, plan, index, seq_start, source_root)
         result.events = events
         for process in plan.functions:
             result.hits[process] = sum(1 for e in events if e.process == process)
             result.breakpoints[process] = len(plan.functions[process])
         result.costs["trace"] = {"files": [f.name for f in files], "regions": summary.get("regions"),
-                                 "logs": summary.get("logs"), "bytes": sum(f.stat().st_size for f in files)}
+                                 "logs": summary.get("logs"), "bytes": sum(f.stat().st_size for f in files),
+                                 "seconds": timing}
         if not any(f.name.startswith("ctr-") for f in files):
             result.faults.append("ctr wrote no finished execution trace (did it exit before main returned?)")
     except HarnessError as exc:
