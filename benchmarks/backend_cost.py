@@ -22,13 +22,10 @@ happens before anything is timed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,13 +35,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from delve_cost import BENCH_CMD, TraceRun, regex_for  # noqa: E402
+from delve_cost import BENCH_CMD, run_dlv_trace  # noqa: E402
 
 from harness.actions import StateReader, deliver, run_action  # noqa: E402
 from harness.image.layout import write_layout  # noqa: E402
 from harness.image.scenario import load_scenario  # noqa: E402
 from harness.investigate import resolve_run_plan  # noqa: E402
-from harness.probes.delve.backend import daemon_pid  # noqa: E402
 from harness.probes.delve.run import delve_pass  # noqa: E402
 from harness.probes.gdb.session import GdbSession, dwarf_info  # noqa: E402
 from harness.probes.gotrace.build import build_instrumented  # noqa: E402
@@ -100,27 +96,7 @@ def main() -> int:
             return run_action(sandbox, scenario, sentinels, reference, f"bench-plain-{n}", work / f"plain-{n}")
 
         def dlv_trace(n: int):
-            log = work / f"dlv-trace-{n}.log"
-            daemon_trace = subprocess.Popen([str(dlv), "trace", "-p", str(daemon_pid(sandbox)), "-s", "24",
-                                             regex_for(plan.functions["containerd"])],
-                                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-            time.sleep(1.0)  # let it set its tracepoints before the client starts
-
-            @contextlib.contextmanager
-            def launch(command: list[str], env: dict[str, str]):
-                yield TraceRun([str(dlv), "trace", "--exec", command[0], "-s", "24", regex_for(plan.functions["ctr"]),
-                                "--", *command[1:]], env, log)
-
-            try:
-                return run_action(sandbox, scenario, sentinels, reference, f"bench-trace-{n}", work / f"trace-{n}",
-                                  launch)
-            finally:
-                daemon_trace.send_signal(signal.SIGINT)
-                try:
-                    daemon_trace.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    daemon_trace.kill()
-                captured["dlv-trace"].append(len(log.read_text(errors="replace").splitlines()))
+            return run_dlv_trace(n, sandbox, scenario, sentinels, reference, dlv, plan, work, captured["dlv-trace"])
 
         def checked(mode: str, result):
             if result.faults:

@@ -78,6 +78,31 @@ def regex_for(functions: list[str]) -> str:
     return "^(" + "|".join(re.escape(f) for f in functions) + ")$"
 
 
+def run_dlv_trace(n: int, sandbox, scenario, sentinels, reference: str, dlv: Path, plan, work: Path,
+                  lines: list[int]):
+    """One `ctr run` with `dlv trace` on ctr and on the daemon; appends the lines it printed to `lines`."""
+    log = work / f"dlv-trace-{n}.log"
+    daemon_trace = subprocess.Popen([str(dlv), "trace", "-p", str(daemon_pid(sandbox)), "-s", "24",
+                                     regex_for(plan.functions["containerd"])],
+                                    stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    time.sleep(1.0)  # let it set its tracepoints before the client starts
+
+    @contextlib.contextmanager
+    def launch(command: list[str], env: dict[str, str]):
+        yield TraceRun([str(dlv), "trace", "--exec", command[0], "-s", "24", regex_for(plan.functions["ctr"]),
+                        "--", *command[1:]], env, log)
+
+    try:
+        return run_action(sandbox, scenario, sentinels, reference, f"bench-trace-{n}", work / f"trace-{n}", launch)
+    finally:
+        daemon_trace.send_signal(signal.SIGINT)  # dlv trace halts and detaches on SIGINT
+        try:
+            daemon_trace.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon_trace.kill()
+        lines.append(len(log.read_text(errors="replace").splitlines()))
+
+
 def timed(label: str, function):
     started = time.monotonic()
     result = function()
@@ -118,27 +143,7 @@ def main() -> int:
             return run_action(sandbox, scenario, sentinels, reference, f"bench-plain-{n}", work / f"plain-{n}")
 
         def dlv_trace(n: int):
-            log = work / f"dlv-trace-{n}.log"
-            daemon_trace = subprocess.Popen([str(dlv), "trace", "-p", str(daemon_pid(sandbox)), "-s", "24",
-                                             regex_for(plan.functions["containerd"])],
-                                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-            time.sleep(1.0)  # let it set its tracepoints before the client starts
-
-            @contextlib.contextmanager
-            def launch(command: list[str], env: dict[str, str]):
-                yield TraceRun([str(dlv), "trace", "--exec", command[0], "-s", "24", regex_for(plan.functions["ctr"]),
-                                "--", *command[1:]], env, log)
-
-            try:
-                return run_action(sandbox, scenario, sentinels, reference, f"bench-trace-{n}", work / f"trace-{n}",
-                                  launch)
-            finally:
-                daemon_trace.send_signal(signal.SIGINT)  # dlv trace halts and detaches on SIGINT
-                try:
-                    daemon_trace.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    daemon_trace.kill()
-                captured["dlv-trace"].append(len(log.read_text(errors="replace").splitlines()))
+            return run_dlv_trace(n, sandbox, scenario, sentinels, reference, dlv, plan, work, captured["dlv-trace"])
 
         def annotrace(n: int):
             result = delve_pass(n, sandbox, scenario, sentinels, reference, f"bench-annotrace-{n}",

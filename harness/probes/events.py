@@ -71,6 +71,13 @@ class Event:
         return [s for s in self.sightings if s.value == value]
 
 
+def relative_path(path: str, root: str) -> str:
+    """A source path relative to the containerd source tree `root`, as every backend reports files."""
+    if root and path.startswith(root.rstrip("/") + "/"):
+        return path[len(root.rstrip("/")) + 1:]
+    return path
+
+
 def write_events(path: Path, events: list[Event]) -> None:
     with path.open("w") as handle:
         for event in events:

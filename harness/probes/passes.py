@@ -17,7 +17,7 @@ from harness.actions import ActionResult, run_action
 from harness.console import step
 from harness.image.scenario import Scenario, Sentinel
 from harness.errors import HarnessError
-from harness.probes.delve.backend import START_TIMEOUT, ProbeFault, daemon_pid
+from harness.probes.session import START_TIMEOUT, ProbeFault, daemon_pid
 from harness.probes.events import Event
 from harness.probes.plan import ResolvedPlan
 from harness.sandbox.daemon import Sandbox

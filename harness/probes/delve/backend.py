@@ -18,14 +18,13 @@ import subprocess
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.console import warn
-from harness.errors import HarnessError
 from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
 from harness.probes.delve.translate import KIND_ARRAY, KIND_SLICE, find_sightings, looks_like_json, thread_to_event
 from harness.probes.events import Event
+from harness.probes.session import START_TIMEOUT, Collected, DebuggerSession, ProbeFault, daemon_pid
 
 # Deep enough for manifest.Annotations["k"] and c.Labels["k"]; shallow enough that a
 # hit costs milliseconds (clients and contexts are huge pointer graphs).
@@ -39,25 +38,9 @@ WIDE_VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=4, MaxStringLen
                          MaxStructFields=-1)
 
 STACK_DEPTH = 24
-START_TIMEOUT = 60.0
 
 
-class ProbeFault(HarnessError):
-    """The debugger died, hung or could not attach: the verdict is incomplete, not a result."""
-
-
-@dataclass
-class Collected:
-    events: list[Event] = field(default_factory=list)
-    hits: int = 0
-    fault: str | None = None
-    exited: bool = False
-    exit_status: int | None = None
-    wait_seconds: float = 0.0  # inside `continue` (target running + delve loading values)
-    translate_seconds: float = 0.0  # turning hits into events here
-
-
-class DelveSession:
+class DelveSession(DebuggerSession):
     """`with DelveSession(...) as session:` a headless delve serving on a private unix socket."""
 
     DEBUGGER = "delve"
@@ -233,13 +216,6 @@ class DelveSession:
         self._thread = threading.Thread(target=loop, name=f"delve-{self.process}", daemon=True)
         self._thread.start()
 
-    def wait_exit(self, timeout: float) -> bool:
-        """For an exec'd target: wait until it exits (the collector sees it)."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
     def stop_collecting(self) -> None:
         """Halt the target so the blocked `continue` returns, and end the collector."""
         self._stop.set()
@@ -340,15 +316,4 @@ def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[st
     event.unreadable = still_unreadable
 
 
-def daemon_pid(sandbox) -> int:
-    assert sandbox.daemon is not None
-    pid = sandbox.daemon.pid
-    if not Path(f"/proc/{pid}").exists():
-        raise ProbeFault("the sandboxed containerd is not running; nothing to attach to")
-    exe = os.readlink(f"/proc/{pid}/exe")
-    if not exe.endswith("containerd"):
-        raise ProbeFault(f"pid {pid} is {exe}, not containerd")
-    return pid
-
-
-__all__ = ["Collected", "DelveSession", "ProbeFault", "daemon_pid"]
+__all__ = ["Collected", "DelveSession", "ProbeFault", "START_TIMEOUT", "daemon_pid"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from harness.probes.events import Event, Frame, Sighting
+from harness.probes.events import Event, Frame, Sighting, relative_path
 
 KIND_INTERFACE = 20
 KIND_MAP = 21
@@ -123,13 +123,13 @@ def thread_to_event(thread: dict, process: str, seq: int, sentinels: list[str], 
     stack = _frames(info.get("stacktrace") or [])
     function = (thread.get("function") or {}).get("name") or (stack[0].function if stack else "?")
     if source_root:
-        stack = [Frame(f.function, _relative(f.file, source_root), f.line) for f in stack]
+        stack = [Frame(f.function, relative_path(f.file, source_root), f.line) for f in stack]
     return Event(
         seq=seq,
         process=process,
         kind="return" if returning else "call",
         function=function,
-        file=_relative(thread.get("file", ""), source_root),
+        file=relative_path(thread.get("file", ""), source_root),
         line=thread.get("line", 0),
         goroutine=thread.get("goroutineID", 0),
         stack=stack,
@@ -138,9 +138,3 @@ def thread_to_event(thread: dict, process: str, seq: int, sentinels: list[str], 
         probe_pass=probe_pass,
         time=when,
     )
-
-
-def _relative(path: str, root: str) -> str:
-    if root and path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")) + 1:]
-    return path

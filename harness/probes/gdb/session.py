@@ -24,8 +24,8 @@ from pathlib import Path
 
 from harness.console import warn
 from harness.errors import HarnessError
-from harness.probes.delve.backend import START_TIMEOUT, Collected, ProbeFault
-from harness.probes.events import Event, Frame, Sighting
+from harness.probes.session import START_TIMEOUT, Collected, DebuggerSession, ProbeFault
+from harness.probes.events import Event, Frame, Sighting, relative_path
 from harness.toolchain.gocmd import go_query
 
 PROBE_SCRIPT = Path(__file__).resolve().parent / "gdbprobe.py"
@@ -52,18 +52,13 @@ def mi_quote(text: str) -> str:
 def record_to_event(record: dict, process: str, seq: int, probe_pass: int, when: float,
                     source_root: str = "") -> Event:
     """One `annotrace-hit` record (what gdbprobe.py wrote) -> one event."""
-    root = source_root.rstrip("/") + "/" if source_root else ""
-
-    def relative(path: str) -> str:
-        return path[len(root):] if root and path.startswith(root) else path
-
-    stack = [Frame(function, relative(file), line) for function, file, line in record["stack"]]
+    stack = [Frame(function, relative_path(file, source_root), line) for function, file, line in record["stack"]]
     return Event(
         seq=seq,
         process=process,
         kind=record["kind"],
         function=record["function"],
-        file=relative(record["file"]),
+        file=relative_path(record["file"], source_root),
         line=record["line"],
         goroutine=record["goroutine"],
         stack=stack,
@@ -92,7 +87,7 @@ def exit_status(record: dict) -> int | None:
     return None
 
 
-class GdbSession:
+class GdbSession(DebuggerSession):
     """`with GdbSession(...) as session:` one gdb, MI on its stdin/stdout, for one target."""
 
     DEBUGGER = "gdb"
@@ -335,12 +330,6 @@ class GdbSession:
             except OSError:
                 pass
             self._stdin_fd = None
-
-    def wait_exit(self, timeout: float) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def stop_collecting(self) -> None:
         """Interrupt the target so the reader sees it stop; the exit detaches (attach) or kills (exec)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.actions import plain_launcher, run_action
 from harness.console import step
 from harness.errors import HarnessError
-from harness.probes.events import Event, Frame, Sighting
+from harness.probes.events import Event, Frame, Sighting, relative_path
 from harness.probes.passes import PassResult
 from harness.probes.plan import ResolvedPlan
 
@@ -96,12 +96,7 @@ def log_to_event(entry: dict, process: str, seq: int, probe_pass: int, started_n
                  source_root: str = "") -> Event:
     """One log event of an instrumented function (as readtrace prints it) -> one event."""
     payload = json.loads(entry["message"])
-    root = source_root.rstrip("/") + "/" if source_root else ""
-
-    def relative(path: str) -> str:
-        return path[len(root):] if root and path.startswith(root) else path
-
-    stack = [Frame(f["function"], relative(f["file"]), f["line"]) for f in entry["stack"]]
+    stack = [Frame(f["function"], relative_path(f["file"], source_root), f["line"]) for f in entry["stack"]]
     # The rewrite adds no line, so the trace's lines are the source's; the payload says
     # which statement (the function's opening line, or the return statement) logged.
     if stack:

@@ -213,21 +213,9 @@ func locate(src, module, symbol string) ([]found, string) {
 		}
 		literals = append(literals, n)
 	}
-	files, _ := filepath.Glob(filepath.Join(src, dir, "*.go"))
 	var result []found
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		fset := token.NewFileSet()
-		file, err := parser.ParseFile(fset, path, data, parser.SkipObjectResolution)
-		if err != nil {
-			continue
-		}
+	for _, parsed := range goFiles(src, dir) {
+		path, data, fset, file := parsed.path, parsed.data, parsed.fset, parsed.file
 		for _, decl := range file.Decls {
 			fn, ok := decl.(*ast.FuncDecl)
 			if !ok || fn.Body == nil || fn.Name.Name != parts[0] || receiverName(fn) != receiver {
@@ -553,8 +541,33 @@ func (w *walker) rewriteReturn(s *ast.ReturnStmt, scope []string) {
 
 // mainEdits: `defer annotraceprobe.Stop()` first in func main of the package in dir.
 func mainEdits(src, dir string) (string, edit, bool) {
-	files, _ := filepath.Glob(filepath.Join(src, dir, "*.go"))
-	for _, path := range files {
+	for _, parsed := range goFiles(src, dir) {
+		fset, file := parsed.fset, parsed.file
+		if file.Name.Name != "main" {
+			continue
+		}
+		for _, decl := range file.Decls {
+			if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "main" && fn.Body != nil {
+				at := offset(fset, fn.Body.Lbrace) + 1
+				return parsed.path, edit{at, at, fmt.Sprintf(" defer %s.Stop();", probePackage)}, true
+			}
+		}
+	}
+	return "", edit{}, false
+}
+
+type parsedFile struct {
+	path string
+	data []byte
+	fset *token.FileSet
+	file *ast.File
+}
+
+// goFiles parses the non-test Go files of one package directory (those that parse).
+func goFiles(src, dir string) []parsedFile {
+	paths, _ := filepath.Glob(filepath.Join(src, dir, "*.go"))
+	var files []parsedFile
+	for _, path := range paths {
 		if strings.HasSuffix(path, "_test.go") {
 			continue
 		}
@@ -564,15 +577,10 @@ func mainEdits(src, dir string) (string, edit, bool) {
 		}
 		fset := token.NewFileSet()
 		file, err := parser.ParseFile(fset, path, data, parser.SkipObjectResolution)
-		if err != nil || file.Name.Name != "main" {
+		if err != nil {
 			continue
 		}
-		for _, decl := range file.Decls {
-			if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "main" && fn.Body != nil {
-				at := offset(fset, fn.Body.Lbrace) + 1
-				return path, edit{at, at, fmt.Sprintf(" defer %s.Stop();", probePackage)}, true
-			}
-		}
+		files = append(files, parsedFile{path, data, fset, file})
 	}
-	return "", edit{}, false
+	return files
 }
