@@ -1,5 +1,5 @@
 """The delve backend on a real build: the seed's verdict, no drop for a runtime annotation,
-refinement from a plan that watches too little, re-rendering, and a debugger that dies."""
+refinement from a plan that watches too little, re-rendering, and a debugger (delve or gdb) that dies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from harness.versions import V2_MODULE
 
@@ -111,16 +113,30 @@ def _delve_attached_to_daemon() -> int | None:
     return None
 
 
-def test_a_debugger_that_dies_makes_the_verdict_incomplete(shared_build, results_root, no_leftovers):
+def _gdb_attached_to_daemon() -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[0].endswith(b"gdb") and b"--interpreter=mi3" in cmdline and cmdline[-2].endswith(b"/containerd"):
+                return int(entry.name)
+    return None
+
+
+@pytest.mark.parametrize("backend,find", [("delve", _delve_attached_to_daemon), ("gdb", _gdb_attached_to_daemon)])
+def test_a_debugger_that_dies_makes_the_verdict_incomplete(backend, find, shared_build, results_root, no_leftovers):
     env = {**os.environ, "ANNOTRACE_RESULTS": str(results_root)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "reproduce", "--no-transcript", "--max-passes", "1",
-                             "--json"], cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "reproduce", "--backend", backend, "--no-transcript",
+                             "--max-passes", "1", "--json"], cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     victim = None
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
-        victim = _delve_attached_to_daemon()
+        victim = find()
         time.sleep(0.05)
-    assert victim is not None, "delve never attached to the daemon"
+    assert victim is not None, f"{backend} never attached to the daemon"
     time.sleep(0.5)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=600)
