@@ -297,6 +297,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if agree else 1
 
 
+def cmd_engines(args: argparse.Namespace) -> int:
+    from harness.engines import ENGINES, run_engines, table
+    from harness.image.scenario import load_scenario
+    from harness.paths import results_root
+    from harness.pipeline import require_root
+    from harness.regress.matrix import new_results_dir
+    from harness.toolchain import build_containerd
+    from harness.versions import DEFAULT_VERSION
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise HarnessError(f"unknown engine(s) {', '.join(unknown) or '(none)'}: use some of {','.join(ENGINES)}")
+    require_root()
+    scenario = load_scenario(args.scenario)
+    build = build_containerd(args.containerd or scenario.containerd or DEFAULT_VERSION)
+    out_dir = new_results_dir(results_root(), f"engines-{scenario.name}")
+    out_dir.mkdir(parents=True)
+    results = run_engines(list(dict.fromkeys(engines)), build, scenario, out_dir, probe=not args.no_probe)
+    text = table(results)
+    document = {"command": _command_line(), "scenario": scenario.name, "containerd": build.version,
+                "engines": [r.to_dict() for r in results], "results_dir": str(out_dir)}
+    (out_dir / "engines.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out_dir / "engines.md").write_text(f"# {scenario.name}: which annotations reach the runtime, per engine\n\n"
+                                        + text + "\nyes: in the config.json the OCI runtime received; "
+                                        "no (last: S): absent there, last seen at stage S; -: not a source of "
+                                        "this engine.\n")
+    (out_dir / "COMMAND").write_text(document["command"] + "\n")
+    err.print(text)
+    err.print(f"engines: {out_dir}")
+    _emit(document, args.json)
+    return 0
+
+
 def cmd_bisect(args: argparse.Namespace) -> int:
     from harness.image.scenario import load_scenario
     from harness.pipeline import require_root
@@ -443,6 +477,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--max-passes", type=int, default=4, metavar="N", help="refinement passes at most (default 4)")
     compare.add_argument("--json", action="store_true", help="print the comparison document on stdout")
     compare.set_defaults(func=cmd_compare)
+
+    engines = commands.add_parser("engines", help="run one image through ctr, CRI (crictl), nerdctl and podman; "
+                                  "print which annotation sources reach the runtime")
+    engines.add_argument("--scenario", default=SEED_SCENARIO, help=f"scenario name or .toml path (default {SEED_SCENARIO})")
+    engines.add_argument("--engines", default="ctr,cri,cri-urunc,nerdctl,podman", metavar="E1,E2,...",
+                         help="which engines (default ctr,cri,cri-urunc,nerdctl,podman)")
+    engines.add_argument("--containerd", metavar="VERSION", help="containerd for ctr, CRI and nerdctl (default: the scenario's pin)")
+    engines.add_argument("--no-probe", action="store_true",
+                         help="skip delve on the CRI path (by default it localizes where the image's annotations stop)")
+    engines.add_argument("--json", action="store_true", help="print the engines document on stdout")
+    engines.set_defaults(func=cmd_engines)
 
     scenarios = commands.add_parser("scenarios", help="list the scenarios in scenarios/")
     scenarios.add_argument("--json", action="store_true")

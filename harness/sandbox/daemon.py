@@ -17,6 +17,7 @@ killed, cgroups are removed and the temp dir is deleted.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.console import step, warn
@@ -59,13 +61,44 @@ disabled_plugins = [
   path = "{opt}"
 """
 
+# With the CRI plugin on (annotrace engines): only pods with host networking are run, so no
+# CNI plugin is called; CNI dirs point into the sandbox anyway. The pause image is built
+# locally and imported (no pull). `restrict_oom_score_adj`: containers here may not lower
+# their OOM score, which the pod sandbox asks for by default.
+_CRI_CONFIG = """
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{opt}/cni/bin"
+    conf_dir = "{opt}/cni/conf"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    pod_annotations = {pod_annotations}
+    container_annotations = {container_annotations}
+"""
+
+
+@dataclass(frozen=True)
+class CriOptions:
+    """The CRI plugin's settings for a sandbox that serves CRI (its namespace is k8s.io)."""
+
+    sandbox_image: str
+    pod_annotations: tuple[str, ...] = ()  # the runtime handler's passthrough globs
+    container_annotations: tuple[str, ...] = ()
+
+
 
 class Sandbox:
     """`with Sandbox(build, results_dir) as sandbox:` gives a ready daemon."""
 
     def __init__(self, build: Build, results_dir: Path, namespace: str = "annotrace", keep: bool = False,
-                 daemon_env: dict[str, str] | None = None) -> None:
+                 daemon_env: dict[str, str] | None = None, cri: CriOptions | None = None) -> None:
         self.build = build
+        self.cri = cri  # None: the CRI plugin is off
         self.daemon_env = daemon_env or {}  # extra environment for the daemon (the gotrace backend's)
         self.results_dir = results_dir
         self.namespace = namespace
@@ -135,15 +168,15 @@ class Sandbox:
         for directory in (self.root_dir, self.state_dir, self.fifo_dir, self._work("opt")):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         config = self._work("config.toml")
-        config.write_text(
-            _CONFIG.format(
-                root=self.root_dir,
-                state=self.state_dir,
-                address=self.address,
-                debug_address=self._work("debug.sock"),
-                opt=self._work("opt"),
-            )
-        )
+        text = _CONFIG.format(root=self.root_dir, state=self.state_dir, address=self.address,
+                              debug_address=self._work("debug.sock"), opt=self._work("opt"))
+        if self.cri is not None:
+            text = text.replace('  "io.containerd.grpc.v1.cri",\n  "io.containerd.cri.v1.images",\n'
+                                '  "io.containerd.cri.v1.runtime",\n', "")
+            text += _CRI_CONFIG.format(sandbox_image=self.cri.sandbox_image, opt=self._work("opt"),
+                                       pod_annotations=json.dumps(list(self.cri.pod_annotations)),
+                                       container_annotations=json.dumps(list(self.cri.container_annotations)))
+        config.write_text(text)
         shutil.copy(config, self.results_dir / "containerd-config.toml")
         env = dict(os.environ)
         env["PATH"] = f"{bin_dir}:{self.build.bin_dir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"

@@ -58,7 +58,7 @@ def results_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("results")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def annotrace(results_root):
     """Run the real CLI as a user would; results go to a temp dir, not the repo."""
 
