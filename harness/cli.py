@@ -478,11 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print the comparison document on stdout")
     compare.set_defaults(func=cmd_compare)
 
-    engines = commands.add_parser("engines", help="run one image through ctr, CRI (crictl), nerdctl and podman; "
+    engines = commands.add_parser("engines", help="run one image through ctr, CRI (crictl), nerdctl, podman and docker; "
                                   "print which annotation sources reach the runtime")
     engines.add_argument("--scenario", default=SEED_SCENARIO, help=f"scenario name or .toml path (default {SEED_SCENARIO})")
-    engines.add_argument("--engines", default="ctr,cri,cri-urunc,nerdctl,podman", metavar="E1,E2,...",
-                         help="which engines (default ctr,cri,cri-urunc,nerdctl,podman)")
+    engines.add_argument("--engines", default="ctr,cri,cri-urunc,nerdctl,podman,docker", metavar="E1,E2,...",
+                         help="which engines (default ctr,cri,cri-urunc,nerdctl,podman,docker)")
     engines.add_argument("--containerd", metavar="VERSION", help="containerd for ctr, CRI and nerdctl (default: the scenario's pin)")
     engines.add_argument("--no-probe", action="store_true",
                          help="skip delve on the CRI path (by default it localizes where the image's annotations stop)")

@@ -9,7 +9,9 @@ Engines:
              set to urunc's glob (`com.urunc.unikernel.*`)
   nerdctl    nerdctl (built from the module proxy) against the same kind of daemon
   podman     podman from Debian, with the recorder as its OCI runtime (`--runtime`)
-Docker is not among them: see the README.
+  docker     dockerd from Debian (docker.io, with the containerd it manages itself) in a
+             private directory, the recorder as its default runtime; the image is pulled
+             from the local registry. Docker 20.10 has no `--annotation`: no run-time source.
 
 Every engine gets its own sandbox (or, for podman, its own storage) and the recorder
 as the OCI runtime, so `config.json` is captured as the runtime received it even when
@@ -42,7 +44,7 @@ from harness.sandbox.daemon import CriOptions
 from harness.sandbox.recorder import install_recorder
 from harness.stagemap import load_documents, save_content, stage_map
 
-ENGINES = ("ctr", "cri", "cri-urunc", "nerdctl", "podman")
+ENGINES = ("ctr", "cri", "cri-urunc", "nerdctl", "podman", "docker")
 URUNC_GLOB = "com.urunc.unikernel.*"
 PAUSE_IMAGE = "docker.io/annotrace/pause:1"
 RUN_TIME_KEYS = {"com.urunc.unikernel.block": "runtime-urunc", "com.test.runtime": "runtime-other"}
@@ -74,8 +76,8 @@ class EngineResult:
 
 def run_time_sentinels(engine: str, nonce: str) -> list[Sentinel]:
     """The engine's own way to give annotations at run time, as sentinels."""
-    sources = {"cri": ("cri-pod", "cri-container"), "cri-urunc": ("cri-pod", "cri-container")}.get(
-        engine, ("runtime-flag",))
+    sources = {"cri": ("cri-pod", "cri-container"), "cri-urunc": ("cri-pod", "cri-container"),
+               "docker": ()}.get(engine, ("runtime-flag",))
     return [Sentinel(source, key, nominal, f"{nominal}-atr-{source}-{nonce}{index:02d}")
             for source in sources for index, (key, nominal) in enumerate(sorted(RUN_TIME_KEYS.items()))]
 
@@ -215,13 +217,16 @@ class _CriProbe:
         return sorted(self.session.collected.events, key=lambda e: e.seq)
 
 
-def cri_localization(events: list, sentinel_docs: list[dict], module: str) -> None:
-    """Name the drop point of each image sentinel on the CRI path (delve events, stage map's runtime column)."""
+def engine_localization(engine: str, events: list, sentinel_docs: list[dict], module: str) -> None:
+    """Name the drop point of each sentinel (delve events, the stage map's runtime column)."""
     from harness.graph.localize import localize
     from harness.investigate import localization_doc
 
-    sink = (f"{module}/internal/cri/server.(*criService).CreateContainer",
-            f"{module}/internal/cri/store/image.(*Store).update")
+    if engine == "nerdctl":  # a client: what it builds is sent from NewContainer, as with ctr
+        sink = ("github.com/containerd/containerd/v2/client.(*Client).NewContainer",)
+    else:
+        sink = (f"{module}/internal/cri/server.(*criService).CreateContainer",
+                f"{module}/internal/cri/store/image.(*Store).update")
     for doc in sentinel_docs:
         loc = localize(doc["value"], events, doc["stages"].get("runtime"), sink_roots=sink)
         doc["verdict"] = loc.status
@@ -240,7 +245,20 @@ class _Captured:
         self.captured: dict = {}
 
 
-def _engine_nerdctl(build, scenario, sentinels, out: Path, registry, result: EngineResult) -> None:
+def _client_functions(binary: Path) -> list[str]:
+    """The containerd client functions of ctr's default probe plan that another Go client (nerdctl) links."""
+    import re
+
+    from harness.probes.plan import binary_functions
+    from harness.versions import V2_LAYOUT
+
+    names = binary_functions(binary)
+    patterns = [p for p in V2_LAYOUT.probes["ctr"] if "/cmd/ctr/" not in p]
+    return sorted({f for f in names for p in patterns if re.search(p, f)})
+
+
+def _engine_nerdctl(build, scenario, sentinels, out: Path, registry, result: EngineResult,
+                    probe: bool = False) -> None:
     from harness.toolchain.engines import NERDCTL, build_module_tool
 
     nerdctl = build_module_tool(NERDCTL)
@@ -255,14 +273,44 @@ def _engine_nerdctl(build, scenario, sentinels, out: Path, registry, result: Eng
                 "--cni-netconfpath", str(sandbox.workdir / "cni-conf"), "--insecure-registry"]
         name = f"eng-nerdctl-{secrets.token_hex(3)}"
         env = {**sandbox.client_env(), "PATH": f"{sandbox.workdir / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
-        _run([*base, "run", "-d", "--net", "host", "--name", name, *_annotation_flags(sentinels), reference,
-              *WORKLOAD], result.commands, env=env)
+        run = [*base, "run", "-d", "--net", "host", "--name", name, *_annotation_flags(sentinels), reference,
+               *WORKLOAD]
+        if probe:
+            _nerdctl_under_delve(nerdctl, run, env, sentinels, sandbox, out, result)
+        else:
+            _run(run, result.commands, env=env)
         try:
             container_id = _run([*base, "inspect", "--format", "{{.ID}}", name], result.commands,
                                 env=env).stdout.strip()
             _capture_live(sandbox, StateReader(sandbox), container_id, out / "state", _Captured(container_id))
         finally:
             _run([*base, "rm", "-f", name], result.commands, check=False, env=env)
+
+
+def _nerdctl_under_delve(nerdctl: Path, command: list[str], env: dict, sentinels, sandbox, out: Path,
+                         result: EngineResult) -> None:
+    """`nerdctl run -d` exec'd under delve, tracepoints on the containerd client code it links."""
+    import threading
+
+    from harness.probes.delve.backend import DelveSession
+    from harness.toolchain.tools import install_delve
+
+    functions = _client_functions(nerdctl)
+    if not functions:
+        raise HarnessError("nerdctl links none of the containerd client functions annotrace probes")
+    result.commands.append(command)
+    with DelveSession(install_delve(), "nerdctl", sandbox.workdir, out, exec_argv=command, env=env) as session:
+        session.trace(functions)
+        session.start_collecting([s.value for s in sentinels], 1, threading.Lock(), [0], time.monotonic())
+        if not session.wait_exit(240):
+            raise HarnessError("nerdctl did not finish under delve within 240s")
+    if session.collected.fault:
+        raise HarnessError(f"delve on nerdctl: {session.collected.fault}")
+    if session.collected.exit_status not in (0, None):
+        raise HarnessError(f"nerdctl run exited with {session.collected.exit_status} under delve; "
+                           f"see {session.output_path}")
+    result.events = sorted(session.collected.events, key=lambda e: e.seq)
+    result.probed = functions
 
 
 def _engine_podman(build, scenario, sentinels, out: Path, registry, result: EngineResult) -> None:
@@ -300,6 +348,63 @@ def _engine_podman(build, scenario, sentinels, out: Path, registry, result: Engi
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _engine_docker(build, scenario, sentinels, out: Path, registry, result: EngineResult) -> None:
+    import os
+    import signal
+
+    dockerd = shutil.which("dockerd")
+    docker = shutil.which("docker")
+    if dockerd is None or docker is None:
+        from harness.errors import ToolMissing
+
+        raise ToolMissing("dockerd", "install docker.io with `apt-get install docker.io` or run scripts/setup.sh")
+    work = Path(tempfile.mkdtemp(prefix="annotrace-docker-", dir="/var/tmp"))
+    socket = work / "docker.sock"
+    daemon = None
+    try:
+        runtime = install_recorder(work / "bin", out / "recordings")
+        command = [dockerd, "--host", f"unix://{socket}", "--data-root", str(work / "root"), "--exec-root",
+                   str(work / "exec"), "--pidfile", str(work / "dockerd.pid"), "--iptables=false",
+                   "--ip6tables=false", "--bridge=none", "--add-runtime", f"annotrace={runtime}",
+                   "--default-runtime", "annotrace"]
+        result.commands.append(command)
+        log = (out / "dockerd.log").open("ab")
+        env = {"PATH": f"{work / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work)}
+        daemon = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                  start_new_session=True)
+        log.close()
+        client = [docker, "--host", f"unix://{socket}"]
+        deadline = time.monotonic() + 60
+        while subprocess.run([*client, "version"], capture_output=True, env=env).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise HarnessError(f"dockerd did not start; see {out / 'dockerd.log'}")
+            time.sleep(0.2)
+        if registry is None:
+            raise HarnessError("the docker engine pulls from the local registry; none was started")
+        layout = write_layout(scenario, sentinels, out / "layout", registry.host)
+        reference = registry.push(layout, scenario.image.name, scenario.image.tag)
+        _run([*client, "pull", reference], result.commands, timeout=300, env=env)
+        proc = _run([*client, "run", "--rm", "--network", "none", reference, *WORKLOAD[:1], "0"], result.commands,
+                    timeout=300, check=False, env=env)
+        (out / "docker-output.txt").write_text(proc.stdout + proc.stderr)
+        if not any((out / "recordings").glob("*-create")):
+            raise HarnessError(f"docker did not reach its OCI runtime: {(proc.stderr.strip() or 'no output').splitlines()[-1][:300]}")
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait(timeout=10)
+        subprocess.run(["umount", "-R", "-l", str(work)], capture_output=True, check=False)
+        for mount in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            target = mount.split()[4]
+            if target.startswith(str(work)):
+                subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def engine_version(engine: str, build) -> str:
     if engine in ("ctr", "cri", "cri-urunc"):
         return f"containerd {build.version}"
@@ -307,6 +412,10 @@ def engine_version(engine: str, build) -> str:
         from harness.toolchain.engines import NERDCTL
 
         return f"nerdctl {NERDCTL.version} on containerd {build.version}"
+    if engine == "docker":
+        dockerd = shutil.which("dockerd")
+        proc = subprocess.run([dockerd or "dockerd", "--version"], capture_output=True, text=True, check=False)
+        return proc.stdout.strip().split(",")[0] or "docker"
     from harness.toolchain.engines import podman_binary
 
     proc = subprocess.run([str(podman_binary()), "--version"], capture_output=True, text=True, check=False)
@@ -324,7 +433,7 @@ def run_engine(engine: str, build, scenario: Scenario, out: Path, nonce: str, pr
         result.version = engine_version(engine, build)
         with ExitStack() as stack:
             registry = None
-            if scenario.image.delivery == "registry" and engine != "podman":
+            if (scenario.image.delivery == "registry" and engine != "podman") or engine == "docker":
                 registry = stack.enter_context(Registry(out))
             if engine == "ctr":
                 _engine_ctr(build, scenario, sentinels, out, registry, result)
@@ -332,9 +441,11 @@ def run_engine(engine: str, build, scenario: Scenario, out: Path, nonce: str, pr
                 _engine_cri(build, scenario, sentinels, out, registry, result, urunc=engine == "cri-urunc",
                             probe=probe and engine == "cri")
             elif engine == "nerdctl":
-                _engine_nerdctl(build, scenario, sentinels, out, registry, result)
+                _engine_nerdctl(build, scenario, sentinels, out, registry, result, probe=probe)
             elif engine == "podman":
                 _engine_podman(build, scenario, sentinels, out, registry, result)
+            elif engine == "docker":
+                _engine_docker(build, scenario, sentinels, out, registry, result)
             else:
                 raise HarnessError(f"unknown engine {engine!r}: use {', '.join(ENGINES)}")
     except HarnessError as exc:
@@ -347,7 +458,7 @@ def run_engine(engine: str, build, scenario: Scenario, out: Path, nonce: str, pr
         from harness.probes.events import write_events
 
         write_events(out / "events.jsonl", result.events)
-        cri_localization(result.events, result.sentinels, build.module)
+        engine_localization(engine, result.events, result.sentinels, build.module)
     return result
 
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Install everything annotrace and its tests need on a fresh Debian 12 machine, as root.
 # Idempotent: a second run installs nothing new and finishes in seconds.
-#   - Debian packages: runc, graphviz, busybox-static, docker-registry, gdb, podman, util-linux, git
+#   - Debian packages: runc, graphviz, busybox-static, docker-registry, gdb, podman, docker.io, util-linux, git
 #   - Python: this package and its test dependencies (editable install)
 #   - Go tools are built on demand into the cache by annotrace itself (containerd, delve,
 #     statedump); `make warm` builds the default ones ahead of time.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-packages=(runc graphviz busybox-static docker-registry gdb podman util-linux mount git ca-certificates)
+packages=(runc graphviz busybox-static docker-registry gdb podman docker.io util-linux mount git ca-certificates)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (containerd, runc and overlay mounts need it): sudo $0" >&2
@@ -25,8 +25,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # --no-install-recommends keeps docker and friends out; we start the registry ourselves.
+  # --no-install-recommends keeps extras out; annotrace starts the registry and dockerd itself.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# docker.io, freshly installed where systemd runs, starts dockerd and a system containerd
+# (/run/containerd); annotrace starts its own dockerd in a private directory instead.
+if [[ " ${missing[*]:-} " == *" docker.io "* ]] && command -v systemctl >/dev/null \
+   && systemctl is-active --quiet docker 2>/dev/null; then
+  systemctl disable --now docker.socket docker containerd >/dev/null 2>&1 || true
 fi
 # Debian's docker-registry package enables a service on :5000 where systemd runs; annotrace
 # starts its own registry on a free loopback port instead, so stop that one if it is up.

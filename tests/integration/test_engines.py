@@ -1,4 +1,4 @@
-"""`annotrace engines` on a real daemon: ctr, the CRI plugin (crictl), nerdctl and podman.
+"""`annotrace engines` on a real daemon: ctr, the CRI plugin (crictl), nerdctl, podman and docker.
 
 One run of every engine on the seed image (the shared containerd build; crictl and
 nerdctl built from the module proxy and cached). What each engine hands the OCI
@@ -25,6 +25,7 @@ def engines(shared_build, annotrace):
     assert _sandbox_processes() == []
     assert [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "/var/tmp/annotrace-" in line] == []
     assert list(Path("/var/tmp").glob("annotrace-podman-*")) == []
+    assert list(Path("/var/tmp").glob("annotrace-docker-*")) == []
     return {e["engine"]: e for e in result.document["engines"]}
 
 
@@ -80,6 +81,12 @@ def test_nerdctl_passes_its_annotation_flag_but_not_the_manifest(engines):
     assert nerdctl["version"].startswith("nerdctl v2.")
     assert not any(reached(nerdctl, "manifest", key) for key in MANIFEST_KEYS)
     assert reached(nerdctl, "runtime-flag", "com.urunc.unikernel.block") is True
+    # Under delve, in nerdctl's own copy of the containerd client: the same drop as ctr's.
+    assert nerdctl["probed"]
+    for sentinel in (s for s in nerdctl["sentinels"] if s["source"] == "manifest"):
+        assert sentinel["verdict"] == "dropped"
+        assert sentinel["drop"]["function"].endswith("/core/images.Config")
+        assert sentinel["drop"]["process"] == "nerdctl"
 
 
 def test_podman_hands_manifest_annotations_to_the_runtime(engines):
@@ -96,7 +103,16 @@ def test_podman_hands_manifest_annotations_to_the_runtime(engines):
     assert all(s["stages"]["spec"] is None for s in podman["sentinels"])
 
 
+def test_docker_engine_runs_here_and_drops_manifest_annotations(engines):
+    docker = engines["docker"]
+    assert docker["error"] is None, docker["error"]
+    assert docker["version"].startswith("Docker version 20.10")
+    # dockerd (with the containerd it manages) reached the recorder; the image's annotations did not.
+    assert all(s["stages"]["runtime"] is False for s in docker["sentinels"])
+    assert {s["source"] for s in docker["sentinels"]} == {"manifest"}  # docker 20.10 has no --annotation
+
+
 def test_unknown_engine_is_bad_input(annotrace):
-    result = annotrace("engines", "--engines", "ctr,docker")
+    result = annotrace("engines", "--engines", "ctr,lxc")
     assert result.code == 2
-    assert result.error_lines and "unknown engine(s) docker" in result.error_lines[0]
+    assert result.error_lines and "unknown engine(s) lxc" in result.error_lines[0]
