@@ -34,7 +34,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.actions import StateReader, _capture_live, _drive, deliver
+from harness.actions import ActionResult, StateReader, _capture_live, _drive, deliver
 from harness.console import step
 from harness.errors import HarnessError
 from harness.image.layout import layout_tar, write_layout
@@ -92,7 +92,7 @@ def _run(command: list[str], log: list[list[str]], timeout: float = 120, check: 
     proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise HarnessError(f"`{' '.join(Path(command[0]).name.split()) } {' '.join(command[1:3])}` failed: {tail[:300]}")
+        raise HarnessError(f"`{Path(command[0]).name} {' '.join(command[1:3])}` failed: {tail[:300]}")
     return proc
 
 
@@ -112,8 +112,6 @@ def _engine_ctr(build, scenario, sentinels, out: Path, registry, result: EngineR
         container_id = f"eng-ctr-{secrets.token_hex(3)}"
         command = sandbox.ctr_command("run", "--rm", "--fifo-dir", str(sandbox.fifo_dir),
                                       *_annotation_flags(sentinels), reference, container_id)
-        from harness.actions import ActionResult
-
         action = ActionResult(container_id)
         _drive(sandbox, StateReader(sandbox), command, container_id, out / "state", action)
         result.commands += action.commands

@@ -31,17 +31,16 @@ class ModuleTool:
 
 
 def _nerdctl_without_test_module(src: Path) -> None:
-    """nerdctl's go.mod replaces its test module (mod/tigron) with a directory the module zip
-    leaves out, and the proxy here does not serve that module. The binary only names its
-    `tig.T` type through a test helper, so a stand-in with that one interface is written."""
+    """nerdctl's go.mod replaces its test module (mod/tigron) with ./mod/tigron, a directory the
+    module zip leaves out (and the proxy here does not serve that module). The binary only
+    names its `tig.T` type through a test helper, so a stand-in with that one interface is
+    written there."""
     tig = src / "mod" / "tigron" / "tig"
     tig.mkdir(parents=True, exist_ok=True)
     (src / "mod" / "tigron" / "go.mod").write_text("module github.com/containerd/nerdctl/mod/tigron\n\ngo 1.23\n")
     (tig / "tig.go").write_text(
         "// Package tig is annotrace's stand-in for nerdctl's test module (see harness/toolchain/engines.py).\n"
         "package tig\n\ntype T interface {\n\tHelper()\n\tFailNow()\n\tLog(args ...any)\n}\n")
-    subprocess.run([go_binary(), "mod", "edit", "-replace=github.com/containerd/nerdctl/mod/tigron@v0.0.0=./mod/tigron"],
-                   cwd=src, env=go_env(), check=True, capture_output=True)
 
 
 CRICTL = ModuleTool("crictl", "sigs.k8s.io/cri-tools", "v1.37.0", "./cmd/crictl")
