@@ -133,6 +133,9 @@ def _engine_cri(build, scenario, sentinels, out: Path, registry, result: EngineR
         pause_layout = write_layout(pause, [], out / "pause-layout")
         result.commands.append(sandbox.ctr_command("images", "import", "pause.tar"))
         sandbox.ctr("images", "import", str(layout_tar(pause_layout, out / "pause.tar")), timeout=300)
+        if probe and not cri_functions(build):
+            step(f"engine cri: no CRI probe plan for containerd {build.version}'s layout; not probing")
+            probe = False
         watcher = _CriProbe(sandbox, build, sentinels, out) if probe else None
         try:
             _cri_workload(sandbox, crictl, scenario, sentinels, out, registry, result)
@@ -182,24 +185,28 @@ CRI_PROBES = (
 )
 
 
+def cri_functions(build) -> list[str]:
+    """The CRI probe plan resolved against the daemon binary (empty for v1 layouts: not written yet)."""
+    import re
+
+    from harness.probes.plan import binary_functions
+
+    names = binary_functions(build.binary("containerd"))
+    return sorted({f for f in names for pattern in CRI_PROBES
+                   if f.startswith(build.module + "/") and re.search(pattern, f)})
+
+
 class _CriProbe:
     """delve attached to the CRI daemon for the whole engine run (import, pod, container)."""
 
     def __init__(self, sandbox: Sandbox, build, sentinels: list[Sentinel], out: Path) -> None:
-        import re
         import threading
 
         from harness.probes.delve.backend import DelveSession
-        from harness.probes.plan import binary_functions
         from harness.probes.session import daemon_pid
         from harness.toolchain.tools import install_delve
 
-        names = binary_functions(build.binary("containerd"))
-        self.functions = sorted({f for f in names for pattern in CRI_PROBES
-                                 if f.startswith(build.module + "/") and re.search(pattern, f)})
-        if not self.functions:
-            raise HarnessError(f"containerd {build.version} has none of the CRI functions annotrace probes "
-                               "(the CRI probe plan knows the v2 layout only)")
+        self.functions = cri_functions(build)
         self.session = DelveSession(install_delve(), "containerd", sandbox.workdir, out, attach_pid=daemon_pid(sandbox),
                                     source_root=str(build.src_dir))
         self.session.__enter__()
