@@ -101,28 +101,26 @@ def test_unknown_probe_pattern_is_bad_input(shared_build, annotrace, no_leftover
     assert "matches no function" in line and "did you mean" in line and "core/images.Config" in line
 
 
-def _delve_attached_to_daemon() -> int | None:
+def _process(matches) -> int | None:
+    """The pid of a process whose argv (as bytes) `matches`, if any."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if len(cmdline) > 2 and cmdline[0].endswith(b"dlv") and cmdline[1] == b"attach":
+            if matches(cmdline):
                 return int(entry.name)
     return None
+
+
+def _delve_attached_to_daemon() -> int | None:
+    return _process(lambda argv: len(argv) > 2 and argv[0].endswith(b"dlv") and argv[1] == b"attach")
 
 
 def _gdb_attached_to_daemon() -> int | None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline[0].endswith(b"gdb") and b"--interpreter=mi3" in cmdline and cmdline[-2].endswith(b"/containerd"):
-                return int(entry.name)
-    return None
+    return _process(lambda argv: argv[0].endswith(b"gdb") and b"--interpreter=mi3" in argv
+                    and argv[-2].endswith(b"/containerd"))
 
 
 @pytest.mark.parametrize("backend,find", [("delve", _delve_attached_to_daemon), ("gdb", _gdb_attached_to_daemon)])
