@@ -118,13 +118,23 @@ def _task_status(sandbox: Sandbox, container_id: str) -> str | None:
 
 
 def _wait_running(sandbox: Sandbox, process, container_id: str) -> bool:
+    """Until the task's process exists: the shim writes init.pid into the bundle once runc created it.
+
+    Watching the file asks the daemon nothing, so a probed daemon sees no polling requests; a task
+    whose bundle shows no such file after a while is asked for by `ctr tasks ls`, every few seconds."""
     deadline = time.monotonic() + RUNNING_TIMEOUT
+    pid_file = sandbox.bundle_dir(container_id) / "init.pid"
+    asked = time.monotonic() + 15.0  # the file's first chance, before any polling request
     while time.monotonic() < deadline:
-        if _task_status(sandbox, container_id) == "RUNNING":
+        if pid_file.is_file() and pid_file.stat().st_size > 0:
             return True
         if process.poll() is not None:
             return False
-        time.sleep(0.1)
+        if time.monotonic() - asked > 3.0:
+            asked = time.monotonic()
+            if _task_status(sandbox, container_id) == "RUNNING":
+                return True
+        time.sleep(0.05)
     return False
 
 

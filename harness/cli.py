@@ -15,7 +15,9 @@ from pathlib import Path
 from harness.console import err
 from harness.errors import HarnessError
 from harness.probes import BACKENDS
+from harness.probes.plan import PLANS
 
+DEFAULT_MAX_PASSES = 8
 SEED_SCENARIO = "seed-ctr-run"
 # The matrix's default versions: every release line, the newest tag, and main.
 DEFAULT_MATRIX = ("v1.6", "v1.7", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "main")
@@ -68,6 +70,7 @@ def _run(scenario_name: str, args: argparse.Namespace) -> int:
         probe_only=args.probe_only,
         max_passes=args.max_passes,
         transcript=not args.no_transcript,
+        plan=args.plan,
     )
     unpatched = None
     if args.compare_unpatched:
@@ -389,11 +392,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="how to watch containerd: delve, gdb or gotrace (probes + localization), "
                              "or state (stage map only)")
     parser.add_argument("--probe", action="append", default=[], metavar="[PROCESS:]REGEX",
-                        help="also probe functions matching REGEX in ctr, containerd or both (repeatable)")
+                        help="also probe functions matching REGEX in ctr, containerd, containerd-shim-runc-v2 "
+                             "or all of them (repeatable)")
     parser.add_argument("--probe-only", action="store_true",
                         help="watch only the --probe patterns, not the default plan (refinement finds the rest)")
-    parser.add_argument("--max-passes", type=int, default=4, metavar="N",
-                        help="refinement passes at most (default 4)")
+    parser.add_argument("--plan", default="default", choices=list(PLANS),
+                        help="default: the version table's plan; empty: only where values enter each process "
+                             "and the runtime sink (refinement finds the rest)")
+    parser.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES, metavar="N",
+                        help=f"refinement passes at most (default {DEFAULT_MAX_PASSES})")
     parser.add_argument("--no-transcript", action="store_true", help="skip the delve terminal transcript")
     parser.add_argument("--json", action="store_true", help="print the result document on stdout")
 
@@ -406,7 +413,8 @@ def _add_regress_options(parser: argparse.ArgumentParser, single: bool = False,
         parser.add_argument("--scenario", action="append", default=[], help=scenario_help)
     parser.add_argument("--backend", default="delve", choices=list(BACKENDS),
                         help="delve, gdb or gotrace: stage map and drop point; state: stage map only (faster)")
-    parser.add_argument("--max-passes", type=int, default=4, metavar="N", help="refinement passes at most (default 4)")
+    parser.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES, metavar="N",
+                        help=f"refinement passes at most (default {DEFAULT_MAX_PASSES})")
     parser.add_argument("--json", action="store_true", help="print one document on stdout")
 
 
@@ -474,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="probe backends to run, the first is the reference (default delve,gdb,gotrace)")
     compare.add_argument("--containerd", metavar="VERSION", help="default: the scenario's pin")
     compare.add_argument("--patch", action="append", default=[], metavar="FILE", help="diff to apply (repeatable)")
-    compare.add_argument("--max-passes", type=int, default=4, metavar="N", help="refinement passes at most (default 4)")
+    compare.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES, metavar="N",
+                         help=f"refinement passes at most (default {DEFAULT_MAX_PASSES})")
     compare.add_argument("--json", action="store_true", help="print the comparison document on stdout")
     compare.set_defaults(func=cmd_compare)
 

@@ -116,7 +116,7 @@ def agreement(views: list[BackendView]) -> dict:
 
 
 def compare_backends(scenario, version: str, backends: list[str], patches: tuple[Path, ...] = (),
-                     max_passes: int = 4) -> dict:
+                     max_passes: int = 8) -> dict:
     views = [view(backend, evaluate(scenario, version, backend, patches, max_passes)) for backend in backends]
     return {
         "scenario": scenario.name,

@@ -38,7 +38,8 @@ from harness.actions import ActionResult, StateReader, _capture_live, _drive, de
 from harness.console import step
 from harness.errors import HarnessError
 from harness.image.layout import layout_tar, write_layout
-from harness.image.scenario import Scenario, Sentinel
+from harness.image.scenario import Scenario, Sentinel, sentinel_value
+from harness.probes.matching import SentinelMatcher
 from harness.sandbox import Registry, Sandbox
 from harness.sandbox.daemon import CriOptions
 from harness.sandbox.recorder import install_recorder
@@ -78,8 +79,10 @@ def run_time_sentinels(engine: str, nonce: str) -> list[Sentinel]:
     """The engine's own way to give annotations at run time, as sentinels."""
     sources = {"cri": ("cri-pod", "cri-container"), "cri-urunc": ("cri-pod", "cri-container"),
                "docker": ()}.get(engine, ("runtime-flag",))
-    return [Sentinel(source, key, nominal, f"{nominal}-atr-{source}-{nonce}{index:02d}")
-            for source in sources for index, (key, nominal) in enumerate(sorted(RUN_TIME_KEYS.items()))]
+    keys = sorted(RUN_TIME_KEYS.items())
+    # Numbered from 50 on: the scenario's own sentinels of the same run use the low numbers.
+    return [Sentinel(source, key, nominal, sentinel_value(nominal, source, nonce, 50 + s * len(keys) + k))
+            for s, source in enumerate(sources) for k, (key, nominal) in enumerate(keys)]
 
 
 def _annotation_flags(sentinels: list[Sentinel], source: str = "runtime-flag") -> list[str]:
@@ -211,7 +214,7 @@ class _CriProbe:
                                     source_root=str(build.src_dir))
         self.session.__enter__()
         self.session.trace(self.functions)
-        self.session.start_collecting([s.value for s in sentinels], 1, threading.Lock(), [0], time.monotonic())
+        self.session.start_collecting(SentinelMatcher([s.value for s in sentinels]), 1, threading.Lock(), [0], time.monotonic())
 
     def finish(self) -> list:
         time.sleep(0.5)  # the image store updates on an event, shortly after the import
@@ -224,7 +227,7 @@ class _CriProbe:
 
 def engine_localization(engine: str, events: list, sentinel_docs: list[dict], module: str) -> None:
     """Name the drop point of each sentinel (delve events, the stage map's runtime column)."""
-    from harness.graph.localize import localize
+    from harness.graph.localize import Scope, localize
     from harness.investigate import localization_doc
 
     if engine == "nerdctl":  # a client: what it builds is sent from NewContainer, as with ctr
@@ -233,7 +236,8 @@ def engine_localization(engine: str, events: list, sentinel_docs: list[dict], mo
         sink = (f"{module}/internal/cri/server.(*criService).CreateContainer",
                 f"{module}/internal/cri/store/image.(*Store).update")
     for doc in sentinel_docs:
-        loc = localize(doc["value"], events, doc["stages"].get("runtime"), sink_roots=sink)
+        # One process is watched here, so the stage map does not narrow where to search.
+        loc = localize(doc["value"], events, doc["stages"].get("runtime"), scope=Scope(module, sink_roots=sink))
         doc["verdict"] = loc.status
         doc["localization"] = localization_doc(loc, 1)
         drop = loc.drop
@@ -306,7 +310,7 @@ def _nerdctl_under_delve(nerdctl: Path, command: list[str], env: dict, sentinels
     result.commands.append(command)
     with DelveSession(install_delve(), "nerdctl", sandbox.workdir, out, exec_argv=command, env=env) as session:
         session.trace(functions)
-        session.start_collecting([s.value for s in sentinels], 1, threading.Lock(), [0], time.monotonic())
+        session.start_collecting(SentinelMatcher([s.value for s in sentinels]), 1, threading.Lock(), [0], time.monotonic())
         if not session.wait_exit(240):
             raise HarnessError("nerdctl did not finish under delve within 240s")
     if session.collected.fault:

@@ -25,11 +25,10 @@ from harness.image.scenario import Scenario
 from harness.paths import results_root
 from harness.report.markdown import machine_environment
 from harness.report.stagetable import render_plain
-from harness.probes import BACKENDS, PROBE_BACKENDS
+from harness.probes.backends import backend_named
 from harness.sandbox import Registry, Sandbox
 from harness.stagemap import load_documents, save_content, stage_map
 from harness.toolchain import build_containerd
-from harness.toolchain.tools import install_delve, tool_versions
 from harness.versions import DEFAULT_VERSION
 
 
@@ -44,8 +43,9 @@ class RunOptions:
     backend: str = "delve"
     probes: tuple[str, ...] = ()  # --probe [PROCESS:]REGEX
     probe_only: bool = False  # only the --probe patterns, not the default plan
-    max_passes: int = 4
+    max_passes: int = 8
     transcript: bool = True
+    plan: str = "default"  # default | empty (see harness/probes/plan.py)
 
 
 @dataclass
@@ -83,29 +83,20 @@ def new_run_id(scenario: Scenario) -> str:
 def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
     """Run `scenario` for real and return the --json document (also saved as result.json)."""
     require_root()
-    if options.backend not in BACKENDS:
-        raise HarnessError(f"unknown backend {options.backend!r}: use one of {', '.join(BACKENDS)}")
+    backend = backend_named(options.backend)
     version = options.version or scenario.containerd or DEFAULT_VERSION
     build = build_containerd(version, list(options.patches))
-    dlv = install_delve()
     fix = read_allow_list(options.patches)  # what an applied fix declares: allow-list, its own functions
     plan = None
-    tool = None
-    if options.backend in PROBE_BACKENDS:
+    if backend.watches_code:
         from harness.investigate import resolve_run_plan
 
         if options.probe_only and not options.probes:
             raise HarnessError("--probe-only needs at least one --probe PATTERN")
         probes = options.probes + (fix.probes if fix and not options.probe_only else ())  # watch the fix too
-        plan = resolve_run_plan(build, scenario, probes, only=options.probe_only)  # bad patterns fail before anything starts
-    if options.backend == "gdb":
-        from harness.toolchain.tools import install_gdb
-
-        tool = install_gdb()
-    elif options.backend == "gotrace":
-        from harness.probes.gotrace.build import build_instrumented
-
-        build = build_instrumented(build, plan)  # same version and patches, the plan's functions instrumented
+        # Bad patterns fail before anything starts.
+        plan = resolve_run_plan(build, scenario, probes, only=options.probe_only, plan_name=options.plan)
+    build = backend.prepare(build, plan)  # tools installed; gotrace returns its instrumented build
     run_id = new_run_id(scenario)
     results_dir = (results_root() / run_id).resolve()
     results_dir.mkdir(parents=True)
@@ -123,11 +114,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         registry = None
         if scenario.image.delivery == "registry":
             registry = stack.enter_context(Registry(results_dir, options.registry_port))
-        daemon_env = None
-        if options.backend == "gotrace":  # the instrumented daemon traces from its start
-            from harness.probes.gotrace.run import trace_dir_for, trace_env
-
-            daemon_env = trace_env(trace_dir_for(results_dir), sentinels)
+        daemon_env = backend.process_env(results_dir, sentinels)
         sandbox = stack.enter_context(
             Sandbox(build, results_dir, namespace=f"annotrace-{run_id[-6:]}", keep=options.keep_sandbox,
                     daemon_env=daemon_env)
@@ -143,13 +130,14 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
             raise HarnessError(f"the daemon has no image record named {reference} after delivery; see {results_dir}")
         platform = scenario.image.platforms[0] if len(scenario.image.platforms) == 1 else None
         save_content(reader, record, results_dir / "state", platform)
-        if options.backend == "state":
+        if not backend.watches_code:
             action = run_action(sandbox, scenario, sentinels, reference, container_id, results_dir / "state")
         else:
             from harness.investigate import probe_and_localize
 
-            context = RunContext(scenario, build, dlv, sandbox, reference, results_dir, sentinels, run_id, tool)
-            probe_outcome = probe_and_localize(context, plan, container_id, options)
+            context = RunContext(scenario, build, backend.dlv, sandbox, reference, results_dir, sentinels, run_id,
+                                 backend.tool)
+            probe_outcome = probe_and_localize(context, plan, container_id, options, backend)
             action = probe_outcome.action
         (results_dir / "action.json").write_text(json.dumps(action.to_dict() if action else {}, indent=2) + "\n")
 
@@ -162,7 +150,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> dict:
         "containerd": build.contract(),
         "scenario": scenario.name,
         "backend": options.backend,
-        "tools": tool_versions(dlv, tool),
+        "tools": backend.tools(),
         "environment": machine_environment(),
         "action": {"kind": scenario.action.kind, "exit_code": action.exit_code if action else None,
                    "container_id": container_id, "image": reference, "delivery": scenario.image.delivery},

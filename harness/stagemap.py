@@ -7,7 +7,8 @@ Stages (flow order) and where each is read:
   image-record      the daemon's image record (labels, target descriptor)
   container-labels  the container record's labels (read while the task ran)
   spec              the container record's OCI spec (read while the task ran)
-  bundle            the bundle's config.json written by the daemon (while the task ran)
+  bundle            the bundle's config.json as the daemon wrote it (kept by the shim wrapper
+                    when the daemon started the shim; older runs: read while the task ran)
   runtime           config.json exactly as the runtime binary received it (recorder),
                     plus /urunc.json from the rootfs it was handed, base64-decoded
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.image.scenario import STAGES, Sentinel, host_platform
-from harness.sandbox.recorder import recordings_in
+from harness.sandbox.recorder import RUNTIME_ACTIONS, recordings_in
 
 MEDIA_INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 
@@ -157,17 +158,25 @@ def load_documents(results_dir: Path) -> list[StageDocument]:
         record = json.loads(container.read_text())
         documents.append(StageDocument("container-labels", "container record labels", record.get("labels") or {}))
         documents.append(StageDocument("spec", "container record spec", record.get("spec") or {}))
-    bundle = state_dir / STATE_FILES["bundle"]
-    if bundle.is_file():
-        documents.append(StageDocument("bundle", "bundle config.json", _json(bundle.read_bytes())))
     recordings_dir = results_dir / "recordings"
-    if recordings_dir.is_dir():
-        for recording in recordings_in(recordings_dir):
-            documents.append(StageDocument("runtime", f"runtime {recording.action} config.json",
+    recordings = recordings_in(recordings_dir) if recordings_dir.is_dir() else []
+    written = [r for r in recordings if r.action == "bundle"]
+    if written:
+        # config.json as the daemon wrote it, kept by the shim wrapper before the shim ran.
+        for recording in written:
+            documents.append(StageDocument("bundle", "bundle config.json as the daemon wrote it",
                                            _json(recording.config_json.read_bytes())))
-            if recording.urunc_json is not None:
-                documents.append(StageDocument("runtime", "runtime rootfs /urunc.json",
-                                               _json(recording.urunc_json.read_bytes()), decode_base64=True))
+    elif (bundle := state_dir / STATE_FILES["bundle"]).is_file():
+        # Runs recorded before the shim wrapper: the bundle as read while the task ran.
+        documents.append(StageDocument("bundle", "bundle config.json", _json(bundle.read_bytes())))
+    for recording in recordings:
+        if recording.action not in RUNTIME_ACTIONS:
+            continue
+        documents.append(StageDocument("runtime", f"runtime {recording.action} config.json",
+                                       _json(recording.config_json.read_bytes())))
+        if recording.urunc_json is not None:
+            documents.append(StageDocument("runtime", "runtime rootfs /urunc.json",
+                                           _json(recording.urunc_json.read_bytes()), decode_base64=True))
     return documents
 
 

@@ -19,6 +19,22 @@ def _q(text: str) -> str:
     return re.escape(text)
 
 
+SHIM = "containerd-shim-runc-v2"  # the watched shim process (harness.probes.processes)
+
+
+@dataclass(frozen=True)
+class RpcJoin:
+    """A client call in one process and the handler it reaches in the next (an edge of the call graph)."""
+
+    client_process: str
+    client: str
+    server_process: str
+    handler: str
+    # The library call that carries the request (its arguments hold the message): a value seen in it,
+    # and then received by code of the server process, was sent on even where neither end is probed.
+    transport: str = "google.golang.org/grpc.(*ClientConn).Invoke"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Source layout of one containerd major version."""
@@ -31,10 +47,20 @@ class Layout:
     functions: dict[str, str] = field(default_factory=dict)
     # Default probe plan: per process, regexes matched against the binary's function names.
     probes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The empty plan (--plan empty): only where values enter and leave each process: content reads,
+    # the command line, the RPC services and file reads in; RPC requests, file writes and the
+    # runtime (runc) out. Nothing about where a value is lost inside.
+    entries: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Functions whose call paths build what is sent to the runtime (ranks drop candidates).
     sink_roots: tuple[str, ...] = ()
-    # A client call and the daemon handler it reaches (joined in the call graph).
-    rpc_joins: tuple[tuple[str, str], ...] = ()
+    # Which processes produce each stage that is derived while a container is made: the first
+    # such stage that lost a value says where to search (spec: ctr's option chain and the
+    # containers service; bundle: the daemon's runtime v2 code; runtime: the shim).
+    stage_processes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per stage, (process, function) pairs under which that stage's document is produced.
+    stage_roots: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # Client calls and the handlers they reach in the next process (joined in the call graph).
+    rpc_joins: tuple[RpcJoin, ...] = ()
 
 
 V1_LAYOUT = Layout(
@@ -72,10 +98,46 @@ V1_LAYOUT = Layout(
             rf"^{_q(V1_MODULE)}/services/tasks\.\(\*local\)\.Create$",
             rf"^{_q(V1_MODULE)}/runtime/v2\.(\(\*TaskManager\)\.Create|NewBundle)$",
         ),
+        SHIM: (
+            rf"^{_q(V1_MODULE)}/runtime/v2/runc/task\.\(\*service\)\.Create$",
+            rf"^{_q(V1_MODULE)}/runtime/v2/runc\.NewContainer$",
+            rf"^{_q(V1_MODULE)}/pkg/process\.\(\*Init\)\.Create$",
+        ),
+    },
+    entries={
+        "ctr": (
+            rf"^{_q(V1_MODULE)}/content\.ReadBlob$",
+            r"^github\.com/urfave/cli\.\(\*Context\)\.StringSlice$",
+            r"^google\.golang\.org/grpc\.\(\*ClientConn\)\.Invoke$",
+        ),
+        "containerd": (
+            # The gRPC services' implementations: where a request enters containerd's code, typed.
+            rf"^{_q(V1_MODULE)}/services/[\w/]+\.\(\*service\)\.[A-Z]\w*$",
+            r"^os\.WriteFile$",
+            r"^github\.com/containerd/ttrpc\.\(\*Client\)\.Call$",
+        ),
+        SHIM: (
+            r"^github\.com/containerd/containerd/(api/)?runtime/(v2/)?task(/v[23])?\.Register(TTRPC)?TaskService\.func\d+$",
+            r"^os\.(ReadFile|\(\*File\)\.Read|WriteFile)$",
+            r"^github\.com/containerd/go-runc\.\(\*Runc\)\.Create$",
+        ),
     },
     sink_roots=(f"{V1_MODULE}.(*Client).NewContainer",),
+    stage_processes={"container-labels": ("ctr", "containerd"), "spec": ("ctr", "containerd"),
+                     "bundle": ("containerd",), "runtime": (SHIM,)},
+    stage_roots={
+        "container-labels": (("ctr", f"{V1_MODULE}.(*Client).NewContainer"),
+                             ("containerd", f"{V1_MODULE}/services/containers.(*local).Create")),
+        "spec": (("ctr", f"{V1_MODULE}.(*Client).NewContainer"),
+                 ("containerd", f"{V1_MODULE}/services/containers.(*local).Create")),
+        "bundle": (("containerd", f"{V1_MODULE}/services/tasks.(*local).Create"),),
+        "runtime": ((SHIM, f"{V1_MODULE}/runtime/v2/runc/task.(*service).Create"),),
+    },
     rpc_joins=(
-        (f"{V1_MODULE}.(*remoteContainers).Create", f"{V1_MODULE}/services/containers.(*local).Create"),
+        RpcJoin("ctr", f"{V1_MODULE}.(*remoteContainers).Create", "containerd",
+                f"{V1_MODULE}/services/containers.(*local).Create"),
+        RpcJoin("containerd", f"{V1_MODULE}/runtime/v2.(*shimTask).Create", SHIM,
+                f"{V1_MODULE}/runtime/v2/runc/task.(*service).Create", "github.com/containerd/ttrpc.(*Client).Call"),
     ),
 )
 
@@ -110,10 +172,46 @@ V2_LAYOUT = Layout(
             rf"^{_q(V2_MODULE)}/plugins/services/tasks\.\(\*local\)\.Create$",
             rf"^{_q(V2_MODULE)}/core/runtime/v2\.(\(\*TaskManager\)\.Create|NewBundle)$",
         ),
+        SHIM: (
+            rf"^{_q(V2_MODULE)}/cmd/containerd-shim-runc-v2/task\.\(\*service\)\.Create$",
+            rf"^{_q(V2_MODULE)}/cmd/containerd-shim-runc-v2/runc\.NewContainer$",
+            rf"^{_q(V2_MODULE)}/cmd/containerd-shim-runc-v2/process\.\(\*Init\)\.Create$",
+        ),
+    },
+    entries={
+        "ctr": (
+            rf"^{_q(V2_MODULE)}/core/content\.ReadBlob$",
+            r"^github\.com/urfave/cli/v2\.\(\*Context\)\.StringSlice$",
+            r"^google\.golang\.org/grpc\.\(\*ClientConn\)\.Invoke$",
+        ),
+        "containerd": (
+            # The gRPC services' implementations: where a request enters containerd's code, typed.
+            rf"^{_q(V2_MODULE)}/plugins/services/[\w/]+\.\(\*service\)\.[A-Z]\w*$",
+            r"^os\.WriteFile$",
+            r"^github\.com/containerd/ttrpc\.\(\*Client\)\.Call$",
+        ),
+        SHIM: (
+            r"^github\.com/containerd/containerd/api/runtime/task/v[23]\.RegisterTTRPCTaskService\.func\d+$",
+            r"^os\.(ReadFile|\(\*File\)\.Read|WriteFile)$",
+            r"^github\.com/containerd/go-runc\.\(\*Runc\)\.Create$",
+        ),
     },
     sink_roots=(f"{V2_MODULE}/client.(*Client).NewContainer",),
+    stage_processes=dict(V1_LAYOUT.stage_processes),
+    stage_roots={
+        "container-labels": (("ctr", f"{V2_MODULE}/client.(*Client).NewContainer"),
+                             ("containerd", f"{V2_MODULE}/plugins/services/containers.(*local).Create")),
+        "spec": (("ctr", f"{V2_MODULE}/client.(*Client).NewContainer"),
+                 ("containerd", f"{V2_MODULE}/plugins/services/containers.(*local).Create")),
+        "bundle": (("containerd", f"{V2_MODULE}/plugins/services/tasks.(*local).Create"),),
+        "runtime": ((SHIM, f"{V2_MODULE}/cmd/containerd-shim-runc-v2/task.(*service).Create"),),
+    },
     rpc_joins=(
-        (f"{V2_MODULE}/client.(*remoteContainers).Create", f"{V2_MODULE}/plugins/services/containers.(*local).Create"),
+        RpcJoin("ctr", f"{V2_MODULE}/client.(*remoteContainers).Create", "containerd",
+                f"{V2_MODULE}/plugins/services/containers.(*local).Create"),
+        RpcJoin("containerd", f"{V2_MODULE}/core/runtime/v2.(*shimTask).Create", SHIM,
+                f"{V2_MODULE}/cmd/containerd-shim-runc-v2/task.(*service).Create",
+                "github.com/containerd/ttrpc.(*Client).Call"),
     ),
 )
 

@@ -3,7 +3,8 @@
 Nodes are keyed "process:function". Edges come from the stacks in the events
 (consecutive frames), so functions that were not probed but sat on a stack are
 nodes too (probed=False). A client RPC and the daemon handler it reached are
-joined by an edge of kind "rpc" (pairs from the version table).
+joined by an edge of kind "rpc" (the version table's joins: ctr -> containerd, and
+containerd -> the shim at task Create).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _note_line(attrs: dict, file: str, line: int) -> None:
 
 
 def build_graph(events: list[Event], probed: dict[str, list[str]] | None = None,
-                rpc_joins: tuple[tuple[str, str], ...] = ()) -> nx.DiGraph:
+                rpc_joins: tuple = ()) -> nx.DiGraph:
     graph = nx.DiGraph()
     for process, functions in (probed or {}).items():
         for function in functions:
@@ -73,8 +74,8 @@ def build_graph(events: list[Event], probed: dict[str, list[str]] | None = None,
                 graph.edges[caller_key, callee_key]["count"] += 1
             else:
                 graph.add_edge(caller_key, callee_key, kind="call", count=1, line=caller.line)
-    for client, handler in rpc_joins:
-        client_key, handler_key = node_id("ctr", client), node_id("containerd", handler)
+    for join in rpc_joins:
+        client_key, handler_key = node_id(join.client_process, join.client), node_id(join.server_process, join.handler)
         if client_key in graph and handler_key in graph and graph.nodes[handler_key]["hits"]:
             graph.add_edge(client_key, handler_key, kind="rpc", count=1, line=0)
     return graph

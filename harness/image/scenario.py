@@ -37,7 +37,7 @@ def host_platform() -> str:
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _TOP_FIELDS = {"name", "description", "containerd", "image", "sources", "action", "probes"}
-PROBE_PROCESSES = ("ctr", "containerd")
+PROBE_PROCESSES = ("ctr", "containerd", "containerd-shim-runc-v2")  # harness.probes.processes.PROCESSES
 _IMAGE_FIELDS = {"name", "tag", "delivery", "platforms", "cmd"}
 _ACTION_FIELDS = {"kind", "rm", "runtime_flag"}
 
@@ -87,9 +87,18 @@ class Scenario:
         nonce = nonce or secrets.token_hex(3)
         made = []
         for source in SOURCES:
-            for index, (key, nominal) in enumerate(sorted(self.sources.get(source, {}).items())):
-                made.append(Sentinel(source, key, nominal, f"{nominal}-atr-{source}-{nonce}{index:02d}"))
+            for key, nominal in sorted(self.sources.get(source, {}).items()):
+                made.append(Sentinel(source, key, nominal, sentinel_value(nominal, source, nonce, len(made))))
         return made
+
+
+def sentinel_value(nominal: str, source: str, nonce: str, number: int) -> str:
+    """`{nominal}-atr-{nonce}{number:02d}-{source}`: unique per run and sentinel.
+
+    What tells one sentinel from another (the nonce and its number) comes right after the
+    marker, so a value cut short or stripped of its front keeps a piece only it has (see
+    harness.probes.matching)."""
+    return f"{nominal}-atr-{nonce}{number:02d}-{source}"
 
 
 def _fail(path: Path | str, message: str) -> HarnessError:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.probes.processes import PROCESSES
 from harness.toolchain.gocmd import go_binary
 from harness.versions import Layout
 
-PROCESSES = ("ctr", "containerd")
 
 
 @dataclass
@@ -49,16 +49,35 @@ class ResolvedPlan:
         return sum(len(f) for f in self.functions.values())
 
 
+PLANS = ("default", "empty")
+
+
 def default_plan(layout: Layout) -> ProbePlan:
+    """The version table's plan: the image, content, spec, container, task, bundle and shim code."""
+    return _plan(layout.probes)
+
+
+def empty_plan(layout: Layout) -> ProbePlan:
+    """Only where each source enters each process and the runtime sink; refinement finds the rest."""
+    return _plan(layout.entries)
+
+
+def named_plan(name: str, layout: Layout) -> ProbePlan:
+    if name not in PLANS:
+        raise HarnessError(f"unknown plan {name!r}: use one of {', '.join(PLANS)}")
+    return default_plan(layout) if name == "default" else empty_plan(layout)
+
+
+def _plan(patterns_by_process: dict[str, tuple[str, ...]]) -> ProbePlan:
     plan = ProbePlan()
-    for process, patterns in layout.probes.items():
+    for process, patterns in patterns_by_process.items():
         for pattern in patterns:
             plan.add(process, pattern)
     return plan
 
 
 def parse_probe_option(plan: ProbePlan, option: str) -> None:
-    """--probe ctr:REGEX, --probe containerd:REGEX, or --probe REGEX (both processes)."""
+    """--probe PROCESS:REGEX (ctr, containerd, containerd-shim-runc-v2), or --probe REGEX (every process)."""
     process, _, pattern = option.partition(":")
     if pattern and process in PROCESSES:
         plan.add(process, pattern)

@@ -45,9 +45,10 @@ class DebuggerSession:
 def daemon_pid(sandbox) -> int:
     assert sandbox.daemon is not None
     pid = sandbox.daemon.pid
-    if not Path(f"/proc/{pid}").exists():
-        raise ProbeFault("the sandboxed containerd is not running; nothing to attach to")
-    exe = os.readlink(f"/proc/{pid}/exe")
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        raise ProbeFault("the sandboxed containerd is not running (it died); nothing to attach to") from None
     if not exe.endswith("containerd"):
         raise ProbeFault(f"pid {pid} is {exe}, not containerd")
     return pid

@@ -35,7 +35,7 @@ class Evaluation:
 
 
 def evaluate(scenario, requested: str, backend: str = "delve", patches: tuple[Path, ...] = (),
-             max_passes: int = 4) -> Evaluation:
+             max_passes: int = 8) -> Evaluation:
     """Build (cached) and run `scenario` on containerd `requested`; never raises HarnessError."""
     from harness.pipeline import RunOptions, run_scenario
     from harness.toolchain import build_containerd

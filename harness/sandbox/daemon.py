@@ -8,7 +8,9 @@ Isolation:
   /run/containerd is never touched, and every mount (rootfs overlays) dies with
   the namespace;
 - its own containerd namespace, so container cgroups are /<namespace>/<id>;
-- the recorder first on its PATH as `runc`, so the shim records every bundle.
+- the recorder first on its PATH as `runc`, so the shim records every bundle it hands
+  to the runtime, and the shim wrapper as `containerd-shim-runc-v2`, which keeps the
+  bundle as the daemon wrote it (and holds the shim for a debugger when asked).
 
 Teardown runs on success, error and Ctrl-C: tasks and containers are removed
 through the daemon, the daemon is stopped, any shim or container process left is
@@ -31,6 +33,7 @@ from pathlib import Path
 from harness.console import step, warn
 from harness.errors import HarnessError, ToolMissing
 from harness.sandbox.recorder import install_recorder
+from harness.sandbox.shim import SHIM_BINARY, install_shim_wrapper
 from harness.toolchain.build import Build
 
 READY_TIMEOUT = 60.0
@@ -128,6 +131,11 @@ class Sandbox:
         return self.results_dir / "recordings"
 
     @property
+    def shim_attach_dir(self) -> Path:
+        """Where the shim wrapper asks for a debugger (see harness/sandbox/shim.py)."""
+        return self._work("shim-attach")
+
+    @property
     def log_path(self) -> Path:
         return self.results_dir / "daemon.log"
 
@@ -165,6 +173,7 @@ class Sandbox:
     def _start(self) -> None:
         bin_dir = self._work("bin")
         install_recorder(bin_dir, self.recordings)
+        install_shim_wrapper(bin_dir, self.build.binary(SHIM_BINARY), self.recordings, self.shim_attach_dir)
         for directory in (self.root_dir, self.state_dir, self.fifo_dir, self._work("opt")):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         config = self._work("config.toml")

@@ -45,9 +45,12 @@ exec "$REAL_RUNC" "$@"
 """
 
 
+RUNTIME_ACTIONS = ("create", "run")  # what the recorder keeps; the shim wrapper keeps "bundle" (see shim.py)
+
+
 @dataclass(frozen=True)
 class Recording:
-    """One runtime invocation that carried a bundle."""
+    """One runtime invocation that carried a bundle, or (action "bundle") a bundle the daemon wrote."""
 
     directory: Path
     action: str
@@ -86,6 +89,8 @@ def install_recorder(bin_dir: Path, recordings: Path) -> Path:
 def recordings_in(recordings: Path) -> list[Recording]:
     """Recordings in the order the runtime was called."""
     found = []
+    if not recordings.is_dir():
+        return []
     for directory in sorted(p for p in recordings.iterdir() if p.is_dir()):
         action = directory.name.rsplit("-", 1)[-1]
         bundle = (directory / "bundle").read_text().strip() if (directory / "bundle").is_file() else ""

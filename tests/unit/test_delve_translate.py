@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.probes.delve.backend import needs_completion, read_cut_values, reload_cut_containers
 from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
 from harness.probes.delve.translate import (
     FLAG_RETURN_ARGUMENT,
+    KIND_FUNC,
     KIND_INTERFACE,
     KIND_MAP,
     KIND_POINTER,
@@ -29,9 +31,12 @@ from harness.probes.delve.translate import (
     KIND_STRUCT,
     find_sightings,
     leaves,
+    scan,
+    thread_scans,
     thread_to_event,
 )
-from harness.probes.events import SCHEMA_VERSION, Event, Frame, Sighting, read_events, write_events
+from harness.probes.events import SCHEMA_VERSION, Event, Frame, Sighting, Unreadable, read_events, write_events
+from harness.probes.matching import SentinelMatcher
 
 DELVE = Path(__file__).resolve().parents[1] / "fixtures" / "delve"
 SEED = DELVE / "seed-ctr-run-v2.1.4"
@@ -96,8 +101,8 @@ def test_raw_threads_are_the_four_documented_ones():
     ]
     # Every thread file lives under the one build's source root.
     assert {r["thread"]["file"].startswith(SOURCE_ROOT + "/") for r in RAW} == {True}
-    assert {r["source"] for r in RAW if "seed" in r["source"]} == {"20261128-045856-seed-ctr-run-87b760"}
-    assert {r["source"] for r in RAW if "runtime" in r["source"]} == {"20261128-045912-runtime-annotation-62e16a"}
+    assert {r["source"] for r in RAW if "seed" in r["source"]} == {"20261201-225017-seed-ctr-run-bc116f"}
+    assert {r["source"] for r in RAW if "runtime" in r["source"]} == {"20261201-225035-runtime-annotation-01d322"}
 
 
 # --------------------------------------------------------------------------- real threads
@@ -123,10 +128,8 @@ def test_images_config_return_holds_the_manifest_only_in_a_local(events):
     for sentinel in SEED_SENTINELS:
         assert event.holds(sentinel["value"]) == [
             Sighting(sentinel["value"], "local", f'manifest.Annotations["{sentinel["key"]}"]')]
-    # Only what lies beyond the recursion limit (inside the context and the content client) is unknown.
-    assert event.unreadable == ["argument:ctx.Context.Context.Context.val (truncated at 0)",
-                                "argument:ctx.Context.Context.val.md (map, truncated at 0)",
-                                "argument:provider.client.ContentClient.cc.conns (map, truncated at 0)"]
+    # Everything it held loaded within the limits: nothing is unknown.
+    assert event.unreadable == []
 
 
 def test_images_config_stack_is_relative_inside_the_source_and_verbatim_outside(events):
@@ -153,9 +156,9 @@ def test_images_manifest_return_passes_the_annotations_back(events):
     returned = {s for s in event.sightings if s.where == "return"}
     assert returned == {Sighting(s["value"], "return", f'~r0.Annotations["{s["key"]}"]') for s in SEED_SENTINELS}
     assert all(s.path.startswith("~r0.Annotations[") for s in returned)
-    local = {s for s in event.sightings if s.where == "local"}
-    assert local == {Sighting(s["value"], "local", f'm[0].m.Annotations["{s["key"]}"]') for s in SEED_SENTINELS}
-    assert len(event.sightings) == 8
+    # At this stop the walk's locals are already out of scope: only the result holds the values.
+    assert [s for s in event.sightings if s.where == "local"] == []
+    assert len(event.sightings) == 4
 
 
 def test_apply_opts_return_sees_the_runtime_flag_in_the_spec_argument(events):
@@ -163,8 +166,11 @@ def test_apply_opts_return_sees_the_runtime_flag_in_the_spec_argument(events):
     assert event.kind == "return"
     assert event.file == "pkg/oci/spec.go"
     assert event.line == 115
+    option = f"{V2}/pkg/oci.WithAnnotations.func1"
     assert event.sightings == [
-        Sighting(RUNTIME_FLAG, "argument", 's.Annotations["com.urunc.unikernel.hypervisor"]')]
+        Sighting(RUNTIME_FLAG, "argument", 's.Annotations["com.urunc.unikernel.hypervisor"]'),
+        Sighting(RUNTIME_FLAG, "argument", f'opts[5]{{{option}}}.annotations["com.urunc.unikernel.hypervisor"]',
+                 closures=(option,))]
     assert event.holds(RUNTIME_MANIFEST) == []
     assert event.stack[1].function == f"{V2}/client.WithSpec.func1"
     assert event.stack[2] == Frame(f"{V2}/client.(*Client).NewContainer", "client/client.go", 326)
@@ -174,27 +180,46 @@ def test_local_create_call_marks_truncated_spec_json_and_bbolt_bytes(events):
     event = events[LOCAL_CREATE]
     assert event.kind == "call"
     assert event.process == "containerd"
-    assert event.goroutine == 312
+    assert event.goroutine == 144
     assert event.file == "plugins/services/containers/local.go"
     assert event.line == 121
-    # The spec travels as marshalled JSON, cut at MaxArrayValues: the backend deepens it later.
-    assert "argument:req.Container.Spec.Value (json bytes, truncated at 64)" in event.unreadable
-    # bbolt's memory-mapped pages are binary: truncated, but not worth loading.
-    binary = [u for u in event.unreadable if "(bytes, truncated" in u]
-    assert binary == [
-        "argument:l.Store.db.db.dataref (bytes, truncated at 64)",
-        "argument:l.Store.db.db.data (bytes, truncated at 64)",
-        "argument:l.db.db.dataref (bytes, truncated at 64)",
-        "argument:l.db.db.data (bytes, truncated at 64)",
-    ]
-    assert all("json" not in u for u in binary)
-    assert len(event.unreadable) == 10
-    assert "argument:req.Container.Spec.Value (json bytes, truncated at 64)" in event.unreadable
-    assert sum("(map, truncated at 0)" in u for u in event.unreadable) == 5
-    # Neither sentinel is in the first 64 bytes of the spec.
+    cuts = {u.path: u for u in event.unreadable}
+    # The spec travels as marshalled JSON, cut at MaxArrayValues: the collector reads it in full.
+    spec = cuts["req.Container.Spec.Value (bytes)"]
+    assert (spec.where, spec.reason, spec.content, spec.loaded) == ("argument", "truncated", "json-bytes", 32)
+    assert spec.length == 2918 and spec.may_hide_text
+    # bbolt's memory-mapped pages are binary: truncated, but not worth reading.
+    binary = sorted(p for p, u in cuts.items() if u.content == "bytes")
+    assert binary == ["l.db.db.data (bytes)", "l.db.db.dataref (bytes)"]
+    assert not any(cuts[p].may_hide_text for p in binary)
+    assert sum(u.content == "map" for u in event.unreadable) == 3
+    # Neither sentinel is in the first 32 bytes of the spec.
     assert event.sightings == []
     assert event.stack[1] == Frame(f"{V2}/plugins/services/containers.(*service).Create",
                                    "plugins/services/containers/service.go", 94)
+
+
+def test_local_create_spec_bytes_are_read_in_full_from_memory():
+    """What the collector does while the target is stopped: read the cut JSON by address and length."""
+    thread = next(r["thread"] for r in RAW if r["thread"]["function"]["name"] == LOCAL_CREATE)
+    assert needs_completion(thread)
+    matcher = SentinelMatcher([RUNTIME_FLAG])
+    spec_text = f'{{"ociVersion":"1.2.1","annotations":{{"com.urunc.unikernel.hypervisor":"{RUNTIME_FLAG}"}}}}'
+
+    class Memory:
+        def __init__(self):
+            self.reads = []
+
+        def examine_memory(self, address, length):
+            self.reads.append((address, length))
+            return (spec_text.encode() + b" " * length)[:length]
+
+    memory = Memory()
+    event = thread_to_event(thread, "containerd", 9, matcher, 1, 0.0, SOURCE_ROOT,
+                            complete=lambda scans: read_cut_values(memory, scans, matcher))
+    assert Sighting(RUNTIME_FLAG, "argument", "req.Container.Spec.Value (bytes)") in event.sightings
+    assert "req.Container.Spec.Value (bytes)" not in {u.path for u in event.unreadable}
+    assert all(length <= 1 << 16 for _, length in memory.reads)  # delve's ExamineMemory limit per call
 
 
 def test_local_create_result_parameters_at_entry_are_not_searched():
@@ -202,7 +227,7 @@ def test_local_create_result_parameters_at_entry_are_not_searched():
     flagged = [a["name"] for a in thread["breakPointInfo"]["arguments"] if a["flags"] & FLAG_RETURN_ARGUMENT]
     assert flagged == ["~r0", "~r1"]
     event = thread_to_event(thread, "containerd", 9, [RUNTIME_FLAG], 1, 0.0, SOURCE_ROOT)
-    assert not any(u.split(":", 1)[1].startswith("~r") for u in event.unreadable)
+    assert not any(u.path.startswith("~r") for u in event.unreadable)
 
 
 def test_without_source_root_paths_stay_absolute():
@@ -247,9 +272,13 @@ def byte_slice(name: str, data: bytes, length: int | None = None) -> dict:
             "children": children}
 
 
+def texts(variable: dict, path: str) -> list[tuple[str, str | None]]:
+    return [(leaf.path, leaf.text) for leaf in leaves(variable, path)]
+
+
 def test_map_paths_use_json_quoted_keys_and_mark_keys():
     variable = string_map("Annotations", [("com.test.foo", "SENT-1"), ('we"ird\\key', "plain")])
-    assert list(leaves(variable, "m.Annotations")) == [
+    assert texts(variable, "m.Annotations") == [
         ('m.Annotations["com.test.foo"] (key)', "com.test.foo"),
         ('m.Annotations["com.test.foo"]', "SENT-1"),
         ('m.Annotations["we\\"ird\\\\key"] (key)', 'we"ird\\key'),
@@ -261,55 +290,59 @@ def test_map_with_non_string_keys_numbers_them():
     variable = {"name": "m", "kind": KIND_MAP, "type": "map[int]string", "len": 2, "children": [
         {"name": "", "kind": 2, "type": "int", "value": "7"}, string("", "a"),
         {"name": "", "kind": 2, "type": "int", "value": "9"}, string("", "b")]}
-    assert list(leaves(variable, "m")) == [('m["#0"] (key)', "#0"), ('m["#0"]', "a"),
-                                           ('m["#1"] (key)', "#1"), ('m["#1"]', "b")]
+    assert texts(variable, "m") == [('m["#0"] (key)', "#0"), ('m["#0"]', "a"), ('m["#1"] (key)', "#1"), ('m["#1"]', "b")]
 
 
 def test_pointer_and_interface_keep_the_path_of_what_they_point_to():
     spec = struct("", string_map("Annotations", [("k", "SENT")]), string("Hostname", "h"))
-    assert list(leaves(pointer("s", spec), "s")) == [
+    assert texts(pointer("s", spec), "s") == [
         ('s.Annotations["k"] (key)', "k"), ('s.Annotations["k"]', "SENT"), ("s.Hostname", "h")]
-    assert list(leaves(interface("v", pointer("", spec)), "v")) == list(leaves(pointer("s", spec), "v"))
+    assert texts(interface("v", pointer("", spec)), "v") == texts(pointer("s", spec), "v")
 
 
 def test_slices_of_non_bytes_are_indexed():
     variable = {"name": "args", "kind": KIND_SLICE, "type": "[]string", "len": 2,
                 "children": [string("", "run"), string("", "SENT")]}
-    assert list(leaves(variable, "args")) == [("args[0]", "run"), ("args[1]", "SENT")]
+    assert texts(variable, "args") == [("args[0]", "run"), ("args[1]", "SENT")]
 
 
 def test_byte_slice_is_decoded_to_text():
     variable = byte_slice("Value", b'{"a":"SENT"}')
-    assert list(leaves(variable, "req.Spec.Value")) == [("req.Spec.Value (bytes)", '{"a":"SENT"}')]
+    assert texts(variable, "req.Spec.Value") == [("req.Spec.Value (bytes)", '{"a":"SENT"}')]
     sightings, unreadable = find_sightings([variable], "argument", ["SENT"])
     assert sightings == [Sighting("SENT", "argument", "Value (bytes)")]
     assert unreadable == []
 
 
-def test_truncated_byte_slices_are_json_or_binary():
-    json_bytes = byte_slice("Value", b'  {"ociVersion"', length=2918)
-    assert list(leaves(json_bytes, "v")) == [("v (bytes)", '  {"ociVersion"'),
-                                              ("v (json bytes, truncated at 15)", None)]
+def test_truncated_byte_slices_are_json_text_or_binary():
+    json_bytes = dict(byte_slice("Value", b'  {"ociVersion"', length=2918), base=4096)
+    [leaf] = leaves(json_bytes, "v")
+    assert (leaf.path, leaf.text, leaf.cut.content, leaf.cut.loaded, leaf.cut.length) == \
+        ("v (bytes)", '  {"ociVersion"', "json-bytes", 15, 2918)
+    assert (leaf.address, leaf.length) == (4096, 2918)  # where a memory read completes it
     binary = byte_slice("data", b"\x00\x01\xed", length=131072)
-    assert list(leaves(binary, "d")) == [("d (bytes)", "\x00\x01\ufffd"), ("d (bytes, truncated at 3)", None)]
-    array = dict(byte_slice("arr", b"[1,2]", length=10), kind=17, type="[10]byte")
-    assert list(leaves(array, "a")) == [("a (bytes)", "[1,2]"), ("a (json bytes, truncated at 5)", None)]
+    [leaf] = leaves(binary, "d")
+    assert leaf.cut.content == "bytes" and not leaf.cut.may_hide_text
+    proto = byte_slice("v", b"\n.types.containerd.io/opencontainers/runtime-spec", length=900)
+    assert next(leaves(proto, "v")).cut.content == "text"  # a protobuf Any wrapping JSON
 
 
-def test_truncated_string_yields_an_unreadable_entry():
-    variable = string("Labels", "abcdef", length=4096)
-    assert list(leaves(variable, "c.Labels")) == [("c.Labels", "abcdef"), ("c.Labels (truncated at 6)", None)]
+def test_truncated_string_is_a_typed_unreadable_record():
+    variable = dict(string("Labels", "abcdef", length=4096), base=8192)
+    [leaf] = leaves(variable, "c.Labels")
+    assert (leaf.path, leaf.text, leaf.address, leaf.length) == ("c.Labels", "abcdef", 8192, 4096)
     sightings, unreadable = find_sightings([variable], "local", ["abc", "zzz"])
     assert sightings == [Sighting("abc", "local", "Labels")]
-    assert unreadable == ["local:Labels (truncated at 6)"]
+    assert unreadable == [Unreadable("local", "Labels", "truncated", "text", 6, 4096)]
+    assert unreadable[0].describe() == "local Labels (text, truncated at 6 of 4096)"
 
 
 def test_unreadable_variable_is_unknown_never_a_sighting():
     variable = dict(string("secret", "SENT"), unreadable="could not read string at 0x0")
-    assert list(leaves(variable, "secret")) == [("secret", None)]
+    assert texts(variable, "secret") == [("secret", None)]
     sightings, unreadable = find_sightings([variable, string("ok", "xSENTx")], "return", ["SENT"])
     assert sightings == [Sighting("SENT", "return", "ok")]
-    assert unreadable == ["return:secret"]
+    assert [(u.where, u.path, u.reason) for u in unreadable] == [("return", "secret", "error")]
 
 
 def test_find_sightings_names_missing_variables_and_dedups():
@@ -317,6 +350,42 @@ def test_find_sightings_names_missing_variables_and_dedups():
     twice = pointer("p", struct("", string("A", "SENT"), string("A", "SENT")))
     sightings, _ = find_sightings([nameless, twice], "argument", ["SENT"])
     assert sightings == [Sighting("SENT", "argument", "?"), Sighting("SENT", "argument", "p.A")]
+
+
+def closure(name: str, function: str, *captured: dict, length: int | None = None) -> dict:
+    return {"name": name, "kind": KIND_FUNC, "type": "pkg/oci.SpecOpts", "value": function, "addr": 0xc000010,
+            "len": len(captured) if length is None else length, "children": list(captured)}
+
+
+def test_a_closure_shows_what_it_captured_under_its_name():
+    option = closure("", f"{V2}/pkg/oci.WithAnnotations.func1", string_map("annotations", [("k", "SENT")]))
+    opts = {"name": "opts", "kind": KIND_SLICE, "type": "[]pkg/oci.SpecOpts", "len": 1, "children": [option]}
+    [sighting] = scan([opts], "argument", SentinelMatcher(["SENT"])).sightings
+    assert sighting.path == f'opts[0]{{{V2}/pkg/oci.WithAnnotations.func1}}.annotations["k"]'
+    assert sighting.closures == (f"{V2}/pkg/oci.WithAnnotations.func1",)
+
+
+def test_a_closure_cut_by_the_load_depth_is_loaded_again_by_type_and_address():
+    function = f"{V2}/pkg/oci.WithAnnotations.func1"
+    cut = closure("~r0", function, length=1)  # captured variables beyond the depth: none loaded
+    found = scan([cut], "return", SentinelMatcher(["SENT"]))
+    [record] = found.unreadable
+    assert (record.content, record.detail, record.vtype) == ("closure", function, "pkg/oci.SpecOpts")
+    [leaf] = found.reload
+
+    class Delve:
+        def __init__(self):
+            self.expressions = []
+
+        def eval(self, goroutine, frame, expression, cfg):
+            self.expressions.append(expression)
+            return closure("", function, string_map("annotations", [("k", "SENT")]))
+
+    delve = Delve()
+    reload_cut_containers(delve, 7, [found], SentinelMatcher(["SENT"]))
+    assert delve.expressions == ['*(*"pkg/oci.SpecOpts")(0xc000010)']
+    assert found.unreadable == []
+    assert [s.path for s in found.sightings] == [f'~r0{{{function}}}.annotations["k"]']
 
 
 def _thread(returning: bool, arguments: list[dict], locals_: list[dict] | None = None,
@@ -343,6 +412,7 @@ def test_result_parameters_at_entry_are_garbage_and_locals_are_ignored():
     result = dict(string("~r0", "SENT"), flags=FLAG_RETURN_ARGUMENT)
     thread = _thread(False, [string("name", "plain"), result], locals_=[string("tmp", "SENT")])
     event = thread_to_event(thread, "ctr", 5, ["SENT"], 1, 0.0, "/build/src")
+    assert event.result_types == []
     assert event.kind == "call"
     assert event.sightings == []
     assert event.unreadable == []
@@ -362,6 +432,21 @@ def test_at_return_results_come_from_flagged_arguments_or_return_values():
     thread = _thread(True, [result], return_values=[dict(string("~r0", "OTHER"), flags=FLAG_RETURN_ARGUMENT)])
     event = thread_to_event(thread, "ctr", 7, ["SENT-R", "OTHER"], 1, 0.0)
     assert event.sightings == [Sighting("OTHER", "return", "~r0")]
+    assert event.result_types == ["string"]
+
+
+def test_a_closure_s_locals_captured_by_value_or_by_reference_are_told_apart_at_its_return():
+    """Captured variables are declared on or before the func literal's line (its parameters' line);
+    by reference they also escaped to the heap (delve flag 1)."""
+    thread = _thread(True, [dict(string("ctx", "x"), DeclLine=160)],
+                     locals_=[dict(string("image", "SENT-V"), DeclLine=153),
+                              dict(string("m", "SENT-R"), DeclLine=160, flags=1),
+                              dict(string("manifest", "SENT-L"), DeclLine=171)])
+    thread["function"]["name"] = "example.com/m/pkg.F.func1"
+    returning, scans, types, captured = thread_scans(thread, SentinelMatcher(["SENT-V", "SENT-R", "SENT-L"]))
+    assert returning and captured == ["m"]
+    wheres = {s.value: s.where for found in scans for s in found.sightings}
+    assert wheres == {"SENT-V": "captured", "SENT-R": "local", "SENT-L": "local"}
 
 
 def test_thread_without_function_takes_the_innermost_frame():
@@ -381,20 +466,27 @@ def _event(seq: int = 1) -> Event:
                  line=267, goroutine=1,
                  stack=[Frame(IMAGES_CONFIG, "core/images/image.go", 267),
                         Frame(f"{V2}/core/images.(*Image).Config", "core/images/image.go", 108)],
-                 sightings=[Sighting("SENT", "local", 'manifest.Annotations["com.test.foo"]')],
-                 unreadable=["argument:x (truncated at 3)"], probe_pass=2, time=1.25)
+                 sightings=[Sighting("SENT", "local", 'manifest.Annotations["com.test.foo"]'),
+                            Sighting("SENT", "return", "~r0{f}.x", "case", "sent", ("f",))],
+                 unreadable=[Unreadable("argument", "x", "truncated", "text", 3, 10)],
+                 result_types=["ocispec.Descriptor", "error"], probe_pass=2, time=1.25)
 
 
 def test_event_json_round_trip():
     event = _event()
     data = event.to_json()
-    assert data["schema"] == SCHEMA_VERSION == 1
+    assert data["schema"] == SCHEMA_VERSION == 2
     assert data["stack"][1] == {"function": f"{V2}/core/images.(*Image).Config", "file": "core/images/image.go",
                                 "line": 108}
-    assert data["sightings"] == [{"value": "SENT", "where": "local", "path": 'manifest.Annotations["com.test.foo"]'}]
+    assert data["sightings"][0] == {"value": "SENT", "where": "local", "path": 'manifest.Annotations["com.test.foo"]',
+                                    "match": "exact", "text": "", "closures": ()}
+    assert data["unreadable"] == [{"where": "argument", "path": "x", "reason": "truncated", "content": "text",
+                                   "loaded": 3, "length": 10, "detail": "", "vtype": ""}]
     back = Event.from_json(json.loads(json.dumps(data)))
     assert back == event
     assert isinstance(back.stack[0], Frame) and isinstance(back.sightings[0], Sighting)
+    assert back.holds("SENT") == [event.sightings[0]] and back.variants("SENT") == [event.sightings[1]]
+    assert back.returns_data
 
 
 def test_write_and_read_events(tmp_path):
@@ -410,20 +502,20 @@ def test_write_and_read_events(tmp_path):
 
 def test_from_json_rejects_another_schema_version():
     data = _event().to_json()
-    data["schema"] = 2
-    with pytest.raises(ValueError, match="event schema 2 is not 1"):
+    data["schema"] = 1
+    with pytest.raises(ValueError, match="event schema 1 is not 2: record the run again"):
         Event.from_json(data)
     del data["schema"]
-    with pytest.raises(ValueError, match="event schema None is not 1"):
+    with pytest.raises(ValueError, match="event schema None is not 2"):
         Event.from_json(data)
 
 
 def test_recorded_events_files_read_back():
     for run_dir in (SEED, RUNTIME):
         events = read_events(run_dir / "events.jsonl")
-        assert len(events) == 60
         assert [e.seq for e in events] == sorted(e.seq for e in events)
         assert {e.backend for e in events} == {"delve"}
+        assert {e.process for e in events} == {"ctr", "containerd", "containerd-shim-runc-v2"}
 
 
 # --------------------------------------------------------------------------- JSON-RPC client
@@ -483,6 +575,19 @@ def _reply(request_id: int, result=None, error=None) -> bytes:
 def _halves(data: bytes) -> list[bytes]:
     middle = len(data) // 2
     return [data[:middle], data[middle:]]
+
+
+def test_client_reads_memory_as_delve_sends_it(tmp_path):
+    import base64
+
+    server = FakeDelve(tmp_path, [[_reply(1, {"Mem": base64.b64encode(b"abc").decode(), "IsLittleEndian": True})]])
+    client = DelveClient(server.address, timeout=5)
+    try:
+        assert client.examine_memory(0x1000, 3) == b"abc"
+    finally:
+        client.close()
+    server.join()
+    assert server.requests[0]["params"] == [{"Address": 0x1000, "Length": 3}]
 
 
 def test_client_reads_a_reply_split_in_two_and_raises_on_error(tmp_path):

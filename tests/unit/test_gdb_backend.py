@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.graph.localize import localize
+from harness.graph.localize import Scope, localize
 from harness.probes.events import Event
 from harness.probes.gdb.session import (ARMED_PREFIX, HIT_PREFIX, console_lines, exit_status, mi_quote,
                                         record_to_event)
@@ -73,16 +73,17 @@ def test_images_config_holds_the_manifest_annotations_in_a_local_and_not_in_its_
 @pytest.mark.parametrize("sentinel", SENTINELS, ids=lambda s: s["key"])
 def test_localization_on_gdb_events_names_images_config(sentinel):
     events = sorted(CTR + DAEMON, key=lambda e: e.seq)
-    loc = localize(sentinel["value"], events, False, sink_roots=V2_LAYOUT.sink_roots, rpc_joins=V2_LAYOUT.rpc_joins)
+    loc = localize(sentinel["value"], events, False, scope=Scope.of(V2_LAYOUT))
     assert loc.status == "dropped"
     assert (loc.drop.function, loc.drop.file, loc.drop.line) == (IMAGES_CONFIG, "core/images/image.go", 267)
 
 
 def test_values_gdb_could_not_read_are_unknown_not_absent():
     unknown = [u for e in DAEMON for u in e.unreadable]
-    assert any("(interface: gdb has no type" in u for u in unknown)
-    # An unknown value is never a sighting, and never silently dropped from the event.
-    assert all(u.split(":", 1)[0] in ("argument", "local", "return") for u in unknown)
+    gdb_blind = [u for u in unknown if u.content == "interface" and u.reason == "unsupported"]
+    assert gdb_blind and all(u.detail.startswith("gdb has no type ") for u in gdb_blind)
+    # An unknown value is a typed record, never a sighting, and never silently dropped from the event.
+    assert all(u.where in ("argument", "local", "return") for u in unknown)
 
 
 def test_exit_status_from_recorded_stop_record():

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.graph.localize import localize
+from harness.graph.localize import Scope, localize
 from harness.probes.gotrace.build import GO_SOURCE, PROBE_SOURCE
 from harness.probes.gotrace.run import log_to_event, process_of, read_traces, trace_events
+from harness.probes.events import Unreadable
 from harness.probes.plan import ResolvedPlan
 from harness.toolchain.gocmd import go_binary, go_env
 from harness.toolchain.tools import build_go_tool
@@ -63,7 +64,7 @@ def test_images_config_holds_the_annotations_in_a_local_not_in_its_results():
 
 @pytest.mark.parametrize("sentinel", SENTINELS, ids=lambda s: s["key"])
 def test_localization_on_gotrace_events_names_images_config(sentinel):
-    loc = localize(sentinel["value"], EVENTS, False, sink_roots=V2_LAYOUT.sink_roots, rpc_joins=V2_LAYOUT.rpc_joins)
+    loc = localize(sentinel["value"], EVENTS, False, scope=Scope.of(V2_LAYOUT))
     assert loc.status == "dropped"
     assert (loc.drop.function, loc.drop.line) == (IMAGES_CONFIG, 267)
 
@@ -85,17 +86,18 @@ def test_log_to_event_keeps_unreadable_values_unknown():
     entry = {"time_ns": 10, "goroutine": 7, "file": "ctr-1-0.trace",
              "stack": [{"function": "f", "file": "/src/a.go", "line": 99}],
              "message": json.dumps({"k": "return", "f": "f", "file": "a.go", "line": 3,
-                                    "s": [], "u": ["local:m (map, truncated at 256)"]})}
+                                    "s": [], "u": [{"where": "local", "path": "m", "reason": "truncated",
+                                                    "content": "map", "loaded": 256, "length": 300}]})}
     event = log_to_event(entry, "ctr", 1, 1, 0, "/src")
-    assert event.unreadable == ["local:m (map, truncated at 256)"] and event.sightings == []
+    assert event.unreadable == [Unreadable("local", "m", "truncated", "map", 256, 300)] and event.sightings == []
     assert (event.file, event.line, event.stack[0].line) == ("a.go", 3, 3)
 
 
 def test_readtrace_reads_the_recorded_ctr_trace_like_the_run_did(tmp_path):
-    trace = tmp_path / "ctr-2412-0.trace"
+    trace = tmp_path / "ctr-16746-0.trace"
     trace.write_bytes(gzip.decompress((SEED / "ctr.trace.gz").read_bytes()))
     entries = read_traces([trace])
-    recorded = [e for e in _entries() if e["file"] == "ctr-2412-0.trace"]
+    recorded = [e for e in _entries() if e["file"] == "ctr-16746-0.trace"]
     assert [e for e in entries if "message" in e] == [e for e in recorded if "message" in e]
 
 

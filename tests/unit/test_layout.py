@@ -260,8 +260,8 @@ def test_returned_image_layout_matches_the_files(written, back, layout_dir):
 def test_image_index_annotations_are_exactly_the_index_sentinels(back, sentinels):
     assert back.index["annotations"] == expected(sentinels, "index")
     assert back.index["annotations"] == {
-        "org.example.index.a": "idx-a-atr-index-t000",
-        "org.example.index.b": "idx-b-atr-index-t001",
+        "org.example.index.a": "idx-a-atr-t000-index",
+        "org.example.index.b": "idx-b-atr-t001-index",
     }
 
 
@@ -269,7 +269,7 @@ def test_manifest_descriptors_carry_platform_and_descriptor_sentinels(back, sent
     assert [image.descriptor["platform"] for image in back.images] == list(PLATFORMS.values())
     for image in back.images:
         assert image.descriptor["annotations"] == expected(sentinels, "index-descriptor")
-        assert image.descriptor["annotations"] == {"org.example.descriptor": "desc-atr-index-descriptor-t000"}
+        assert image.descriptor["annotations"] == {"org.example.descriptor": "desc-atr-t002-index-descriptor"}
 
 
 def test_manifest_annotations_are_exactly_the_manifest_sentinels(back, sentinels):
@@ -370,7 +370,7 @@ def test_urunc_json_maps_each_key_to_base64_sentinel(back, sentinels):
     assert set(document) == {"com.urunc.unikernel.binary", "com.urunc.unikernel.cmdline"}
     decoded = {key: base64.b64decode(value, validate=True).decode() for key, value in document.items()}
     assert decoded == expected(sentinels, "urunc-json")
-    assert decoded["com.urunc.unikernel.cmdline"] == "console=ttyS0 -- x-atr-urunc-json-t001"
+    assert decoded["com.urunc.unikernel.cmdline"] == "console=ttyS0 -- x-atr-t008-urunc-json"
 
 
 def test_no_urunc_json_without_the_source(layout_dir):

@@ -365,7 +365,7 @@ def test_sentinel_values_are_unique_even_for_equal_nominals():
 def test_sentinel_value_contains_nominal_and_source():
     for sentinel in sentinel_scenario().sentinels():
         assert sentinel.value.startswith(sentinel.nominal + "-atr-")
-        assert f"-atr-{sentinel.source}-" in sentinel.value
+        assert sentinel.value.endswith(f"-{sentinel.source}")
 
 
 def test_fixed_nonce_gives_exact_deterministic_values():
@@ -374,14 +374,14 @@ def test_fixed_nonce_gives_exact_deterministic_values():
 
     assert first == second
     assert [s.value for s in first] == [
-        "same-atr-index-cafe00",
-        "same-atr-index-cafe01",
-        "same-atr-index-descriptor-cafe00",
-        "qemu-atr-manifest-cafe00",
-        "same-atr-manifest-cafe01",
-        "same-atr-config-label-cafe00",
-        "/unikernel/app-atr-urunc-json-cafe00",
-        "same-atr-runtime-flag-cafe00",
+        "same-atr-cafe00-index",
+        "same-atr-cafe01-index",
+        "same-atr-cafe02-index-descriptor",
+        "qemu-atr-cafe03-manifest",
+        "same-atr-cafe04-manifest",
+        "same-atr-cafe05-config-label",
+        "/unikernel/app-atr-cafe06-urunc-json",
+        "same-atr-cafe07-runtime-flag",
     ]
 
 
@@ -391,7 +391,7 @@ def test_random_nonce_differs_between_calls():
     second = [s.value for s in scenario.sentinels()]
 
     assert set(first).isdisjoint(second)
-    nonce = re.fullmatch(r"same-atr-index-([0-9a-f]{6})00", first[0])
+    nonce = re.fullmatch(r"same-atr-([0-9a-f]{6})00-index", first[0])
     assert nonce, first[0]
 
 
@@ -404,7 +404,7 @@ def test_sentinel_to_dict():
     assert sentinel.to_dict() == {
         "source": "index",
         "key": "org.example.a",
-        "value": "same-atr-index-ab00",
+        "value": "same-atr-ab00-index",
         "nominal": "same",
     }
 

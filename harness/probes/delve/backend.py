@@ -13,29 +13,35 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import subprocess
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from harness.console import warn
-from harness.probes.delve.rpc import DelveClient, DelveRPCError, LoadConfig
-from harness.probes.delve.translate import KIND_ARRAY, KIND_SLICE, find_sightings, looks_like_json, thread_to_event
-from harness.probes.events import Event
+from harness.probes.delve.rpc import MEMORY_CHUNK, DelveClient, DelveRPCError, LoadConfig
+from harness.probes.delve.translate import (KIND_ARRAY, KIND_FUNC, KIND_SLICE, KIND_STRING, Scan, looks_like_json,
+                                            looks_like_text, scan, thread_to_event)
+from harness.probes.events import TEXT_CONTAINERS, Event, Sighting
+from harness.probes.matching import SentinelMatcher
 from harness.probes.session import START_TIMEOUT, Collected, DebuggerSession, ProbeFault, daemon_pid
 
-# Deep enough for manifest.Annotations["k"] and c.Labels["k"]; shallow enough that a
-# hit costs milliseconds (clients and contexts are huge pointer graphs).
-# Two levels reach map entries (manifest.Annotations["k"]) and labels; truncated strings
-# and JSON bytes are loaded again in full by deepen(). Measured by benchmarks/delve_cost.py.
+# Deep enough for manifest.Annotations["k"], c.Labels["k"] and a closure's captured map;
+# shallow enough that a hit costs milliseconds (clients and contexts are huge pointer graphs).
+# Strings and text []byte cut by these limits are read again in full from memory
+# (read_cut_values). Measured by benchmarks/delve_cost.py.
 VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=2, MaxStringLen=1024, MaxArrayValues=32,
                     MaxStructFields=-1)
-# For one value that the shallow load truncated (the spec travels as marshalled JSON bytes,
-# req.Container.Spec.Value): it is evaluated again, alone, with this budget.
-WIDE_VALUES = LoadConfig(FollowPointers=True, MaxVariableRecurse=4, MaxStringLen=4096, MaxArrayValues=16384,
-                         MaxStructFields=-1)
+
+# A map, slice or closure of containerd's code cut by VALUES' depth is loaded again alone, this deep
+# (at most RELOADS_PER_HIT per hit): option closures nest (WithNewSpec.func1 -> opts -> WithAnnotations.func1
+# -> annotations), and what they captured is what travels.
+RELOAD = LoadConfig(FollowPointers=True, MaxVariableRecurse=4, MaxStringLen=4096, MaxArrayValues=64,
+                    MaxStructFields=-1)
+RELOADS_PER_HIT = 8
+RELOAD_CLOSURES_OF = "github.com/containerd/containerd"
 
 STACK_DEPTH = 24
 
@@ -66,6 +72,8 @@ class DelveSession(DebuggerSession):
         self._thread: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self.breakpoints = 0
+        self._breakpoint_ids: list[int] = []
+        self.label = label
         self.setup_seconds = 0.0  # starting delve, reading the binary, setting tracepoints
         self.raw_path = log_dir / f"delve-raw-{label}.jsonl" if os.environ.get("ANNOTRACE_DELVE_RAW") else None
 
@@ -119,15 +127,30 @@ class DelveSession(DebuggerSession):
             except (BrokenPipeError, ValueError):
                 pass
 
-    # Tracepoints.
-    def static_callees(self, function: str) -> list[str]:
-        """Functions `function` calls directly, from delve's reading of the binary.
+    # A session kept from one pass to the next (the daemon's: one attach, one detach per run).
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self.control is not None
 
-        ListFunctions counts the matched function as depth 1, so FollowCalls=2 adds its callees.
-        """
+    def new_pass(self, log_dir: Path, functions: list[str]) -> None:
+        """While the target is halted between passes: what was collected goes, the tracepoints are the new plan's."""
+        self.collected = Collected()
+        self._stop = threading.Event()
+        self._thread = self._worker = None
+        self.setup_seconds = 0.0
+        self.raw_path = log_dir / f"delve-raw-{self.label}.jsonl" if os.environ.get("ANNOTRACE_DELVE_RAW") else None
+        started = time.monotonic()
         assert self.control is not None
-        found = self.control.list_functions(f"^{re.escape(function)}$", follow_calls=2)
-        return [f for f in found if f != function]
+        for breakpoint_id in self._breakpoint_ids:
+            try:
+                self.control.clear_breakpoint(breakpoint_id)
+            except DelveRPCError as exc:
+                raise ProbeFault(f"cannot clear a tracepoint in {self.process}: {exc}") from exc
+        self._breakpoint_ids, self.breakpoints = [], 0
+        self.setup_seconds += time.monotonic() - started
+        self.trace(functions)
+
+    # Tracepoints.
 
     def trace(self, functions: list[str]) -> None:
         """Tracepoints on entry and on every return of each function."""
@@ -135,14 +158,16 @@ class DelveSession(DebuggerSession):
         started = time.monotonic()
         values = VALUES.to_json()
         for function in functions:
+            entry = {"functionName": function, "continue": True, "line": -1, "stacktrace": STACK_DEPTH,
+                     "LoadArgs": values}
             try:
-                self.control.create_breakpoint({"functionName": function, "continue": True, "line": -1,
-                                                "stacktrace": STACK_DEPTH, "LoadArgs": values})
+                self._breakpoint_ids.append(self.control.create_breakpoint(entry).get("id", 0))
                 self.breakpoints += 1
                 for address in self.control.function_return_locations(function):
-                    self.control.create_breakpoint({"addr": address, "traceReturn": True, "line": -1,
-                                                    "stacktrace": STACK_DEPTH, "LoadArgs": values,
-                                                    "LoadLocals": values})
+                    created = self.control.create_breakpoint({"addr": address, "traceReturn": True, "line": -1,
+                                                              "stacktrace": STACK_DEPTH, "LoadArgs": values,
+                                                              "LoadLocals": values})
+                    self._breakpoint_ids.append(created.get("id", 0))
                     self.breakpoints += 1
             except DelveRPCError as exc:
                 if "already exists" not in str(exc):
@@ -150,16 +175,17 @@ class DelveSession(DebuggerSession):
         self.setup_seconds += time.monotonic() - started
 
     # Collection.
-    def start_collecting(self, sentinels: list[str], probe_pass: int, seq_lock: threading.Lock,
+    def start_collecting(self, matcher: SentinelMatcher, probe_pass: int, seq_lock: threading.Lock,
                          counter: list[int], started: float) -> None:
-        """Continue the target hit after hit. A hit whose loaded values were cut short is
-        translated (and deepened) at once, while the target is still stopped there; every other
-        hit is translated by a worker thread while the target runs on."""
+        """Continue the target hit after hit. A hit with text cut short by the load limits is
+        translated at once, while the target is still stopped there, and the cut text is read in
+        full from memory; every other hit is translated by a worker thread while the target runs on."""
         client = DelveClient(self.address, timeout=None)
         pending: queue.Queue = queue.Queue()
 
-        def translate(thread: dict, seq: int, when: float) -> Event:
-            return thread_to_event(thread, self.process, seq, sentinels, probe_pass, when, self.source_root)
+        def translate(thread: dict, seq: int, when: float, complete=None) -> Event:
+            return thread_to_event(thread, self.process, seq, matcher, probe_pass, when, self.source_root,
+                                   complete=complete)
 
         def worker() -> None:
             while (item := pending.get()) is not None:
@@ -190,9 +216,10 @@ class DelveSession(DebuggerSession):
                             with self.raw_path.open("a") as raw:
                                 raw.write(json.dumps(thread) + "\n")
                         when = round(time.monotonic() - started, 6)
-                        if needs_deepening(thread):
-                            event = translate(thread, seq, when)
-                            deepen(client, thread.get("goroutineID", 0), event, sentinels)
+                        if needs_completion(thread):
+                            goroutine = thread.get("goroutineID", 0)
+                            event = translate(thread, seq, when,
+                                              complete=lambda scans: complete_values(client, goroutine, scans, matcher))
                             self.collected.events.append(event)
                         else:
                             pending.put((thread, seq, when))
@@ -262,58 +289,96 @@ class DelveSession(DebuggerSession):
             self._thread.join(5.0)
 
 
-def needs_deepening(thread: dict) -> bool:
-    """True when a JSON []byte was cut short: the marshalled spec (a fast walk, no paths built).
-
-    Long strings cut at MaxStringLen are left for the worker and stay marked as truncated."""
+def needs_completion(thread: dict) -> bool:
+    """True when a loaded string or text []byte was cut short, or a closure of containerd's code, or a
+    map[string]string / []string, was cut by the load depth (a fast walk over what delve sent)."""
     info = thread.get("breakPointInfo") or {}
-    stack = [*(info.get("arguments") or []), *(info.get("locals") or [])]
+    stack = [*(info.get("arguments") or []), *(info.get("locals") or []), *(thread.get("ReturnValues") or [])]
     while stack:
         variable = stack.pop()
         children = variable.get("children") or []
         kind = variable.get("kind")
-        if kind in (KIND_SLICE, KIND_ARRAY) and variable.get("type", "").endswith("uint8"):
-            if variable.get("len", 0) > len(children) and looks_like_json(children):
+        length = variable.get("len", 0) or 0
+        if kind == KIND_STRING:
+            if length > len(variable.get("value", "")) and variable.get("base"):
                 return True
             continue
+        if kind in (KIND_SLICE, KIND_ARRAY) and variable.get("type", "").endswith("uint8"):
+            if length > len(children) and (looks_like_json(children) or
+                                           looks_like_text(bytes(int(c.get("value") or 0) & 0xFF for c in children))):
+                return True
+            continue
+        if not children and length > 0:
+            if kind == KIND_FUNC and str(variable.get("value") or "").startswith(RELOAD_CLOSURES_OF):
+                return True
+            if variable.get("type") in TEXT_CONTAINERS:
+                return True
         stack.extend(children)
     return False
 
 
-_TRUNCATED = re.compile(r"^(argument|local|return):(.+) \(((?:json )?bytes, )?truncated at \d+\)$")
+def complete_values(client: DelveClient, goroutine: int, scans: list[Scan], matcher: SentinelMatcher) -> None:
+    """Read cut text from memory, and load cut closures and text containers again, deeper."""
+    read_cut_values(client, scans, matcher)
+    reload_cut_containers(client, goroutine, scans, matcher)
 
 
-def deepen(client: DelveClient, goroutine: int, event: Event, sentinels: list[str]) -> None:
-    """Load again, in full, each text value the shallow load truncated; search it too.
+def reload_cut_containers(client: DelveClient, goroutine: int, scans: list[Scan], matcher: SentinelMatcher) -> None:
+    """Load each cut closure (of containerd's code) or text container again alone, by type and address.
 
-    Arguments and locals are evaluated alone by their path.
-    """
-    still_unreadable = []
-    for entry in event.unreadable:
-        match = _TRUNCATED.match(entry)
-        if not match:
-            still_unreadable.append(entry)
-            continue
-        where, expression, is_bytes = match.groups()
-        if is_bytes and not is_bytes.startswith("json"):
-            still_unreadable.append(entry)  # binary data (a bbolt page, a tar stream): not worth loading
-            continue
-        if expression.startswith("~r"):
-            # Result parameters cannot be named in an expression, and reloading all of the
-            # function's arguments wide costs seconds per hit (receivers hold bbolt maps):
-            # the value stays unknown, which localization respects.
-            still_unreadable.append(entry)
-            continue
+    `*(*"TYPE")(ADDR)` names it whatever its path (result parameters included). What the deeper load
+    still cannot read stays unknown."""
+    wanted = [(found, leaf) for found in scans for leaf in found.reload
+              if leaf.cut is not None and (leaf.cut.content != "closure" or
+                                           (leaf.closures and leaf.closures[-1].startswith(RELOAD_CLOSURES_OF)))]
+    wanted.sort(key=lambda item: (item[1].cut.content != "closure", item[1].path.count(".")))
+    for found, leaf in wanted[:RELOADS_PER_HIT]:
+        assert leaf.cut is not None
         try:
-            variable = client.eval(goroutine, 0, expression, WIDE_VALUES)
+            variable = client.eval(goroutine, 0, f'*(*"{leaf.vtype}")({leaf.vaddr:#x})', RELOAD)
         except DelveRPCError:
-            still_unreadable.append(entry)
-            continue
-        variable["name"] = expression
-        found, missing = find_sightings([variable], where, sentinels)
-        event.sightings.extend(s for s in found if s not in event.sightings)
-        still_unreadable.extend(missing)
-    event.unreadable = still_unreadable
+            continue  # stays unknown
+        if leaf.cut.content == "closure":
+            prefix, closures = leaf.path.rsplit("{", 1)[0], leaf.closures[:-1]
+        else:
+            prefix, closures = leaf.path, leaf.closures
+        deeper = scan([variable], leaf.cut.where, matcher, prefix=prefix, closures=closures)
+        found.unreadable.remove(leaf.cut)
+        found.unreadable += deeper.unreadable
+        found.sightings += [s for s in deeper.sightings if s not in found.sightings]
+    for found in scans:
+        found.reload = []
+
+
+def read_memory(client: DelveClient, address: int, length: int) -> bytes:
+    data = b""
+    while len(data) < length:
+        data += client.examine_memory(address + len(data), min(MEMORY_CHUNK, length - len(data)))
+    return data
+
+
+def read_cut_values(client: DelveClient, scans: list[Scan], matcher: SentinelMatcher) -> None:
+    """Read each cut string or text []byte in full from the stopped target's memory and search it.
+
+    Result parameters (~r0) included: the value's data pointer and length are in what delve
+    loaded, so no expression has to name it. A read that fails leaves the value unknown."""
+    for found in scans:
+        for leaf in found.cut:
+            assert leaf.cut is not None
+            try:
+                text = read_memory(client, leaf.address, leaf.length).decode(errors="replace")
+            except DelveRPCError as exc:
+                found.unreadable[found.unreadable.index(leaf.cut)] = replace(leaf.cut, reason="error",
+                                                                             detail=str(exc)[:120])
+                continue
+            found.unreadable.remove(leaf.cut)
+            # What the cut prefix showed is replaced by what the whole value holds.
+            found.sightings = [s for s in found.sightings if s.path != leaf.path or s.exact]
+            for match in matcher.find(text):
+                sighting = Sighting(match.value, leaf.cut.where, leaf.path, match.kind, match.text, leaf.closures)
+                if sighting not in found.sightings:
+                    found.sightings.append(sighting)
+        found.cut = []
 
 
 __all__ = ["Collected", "DelveSession", "ProbeFault", "START_TIMEOUT", "daemon_pid"]

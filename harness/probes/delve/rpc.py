@@ -7,6 +7,7 @@ JSON objects on a socket, `{"method": "RPCServer.X", "params": [args], "id": n}`
 
 from __future__ import annotations
 
+import base64
 import codecs
 import itertools
 import json
@@ -14,6 +15,9 @@ import socket
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+
+
+MEMORY_CHUNK = 1 << 16  # rpc2.ExamineMemoryLengthLimit
 
 
 class DelveRPCError(Exception):
@@ -103,6 +107,9 @@ class DelveClient:
         args = {"Breakpoint": breakpoint, "LocExpr": "", "SubstitutePathRules": None, "Suspended": False}
         return self.call("CreateBreakpoint", args)["Breakpoint"]
 
+    def clear_breakpoint(self, breakpoint_id: int) -> dict:
+        return self.call("ClearBreakpoint", {"Id": breakpoint_id}).get("Breakpoint") or {}
+
     def continue_(self, return_values: LoadConfig | None = None) -> dict:
         command: dict[str, Any] = {"name": "continue"}
         if return_values is not None:
@@ -115,6 +122,11 @@ class DelveClient:
     def eval(self, goroutine: int, frame: int, expression: str, cfg: LoadConfig) -> dict:
         args = {"Scope": {"GoroutineID": goroutine, "Frame": frame}, "Expr": expression, "Cfg": cfg.to_json()}
         return self.call("Eval", args)["Variable"]
+
+    def examine_memory(self, address: int, length: int) -> bytes:
+        """Raw memory of the target (delve refuses more than MEMORY_CHUNK bytes per call)."""
+        data = self.call("ExamineMemory", {"Address": address, "Length": length}).get("Mem") or ""
+        return base64.b64decode(data)
 
     def detach(self, kill: bool) -> None:
         self.call("Detach", {"Kill": kill})

@@ -59,7 +59,12 @@ class Walk:
         try:
             self._value(value, path, where, depth)
         except _Budget:
-            self.unreadable.append(f"{where}:{path} (budget)")
+            self._cut(where, path, "budget")
+
+    def _cut(self, where, path, reason, content="value", loaded=None, length=None, detail=""):
+        """A value that could not be read in full (harness.probes.events.Unreadable)."""
+        self.unreadable.append({"where": where, "path": path, "reason": reason, "content": content,
+                                "loaded": loaded, "length": length, "detail": detail})
 
     def _text(self, text, path, where):
         for sentinel in self.sentinels:
@@ -74,7 +79,7 @@ class Walk:
         try:
             self._walk(value, path, where, depth)
         except (gdb.error, gdb.MemoryError, RuntimeError, ValueError, OverflowError) as exc:
-            self.unreadable.append(f"{where}:{path} (gdb: {str(exc)[:60]})")
+            self._cut(where, path, "error", detail=f"gdb: {str(exc)[:60]}")
 
     def _walk(self, value, path, where, depth):
         name = str(value.type)
@@ -115,7 +120,7 @@ class Walk:
         data = bytes(gdb.selected_inferior().read_memory(int(value["str"]), read))
         self._text(data.decode(errors="replace"), path, where)
         if length > read:
-            self.unreadable.append(f"{where}:{path} (truncated at {read})")
+            self._cut(where, path, "truncated", "text", read, length)
 
     def _slice(self, value, path, where, depth, name):
         length = int(value["len"])
@@ -126,13 +131,13 @@ class Walk:
             data = bytes(gdb.selected_inferior().read_memory(int(value["array"]), read))
             self._text(data.decode(errors="replace"), f"{path} (bytes)", where)
             if length > read:
-                self.unreadable.append(f"{where}:{path} (bytes, truncated at {read})")
+                self._cut(where, f"{path} (bytes)", "truncated", "json-bytes" if data.lstrip()[:1] in (b"{", b"[") else "bytes", read, length)
             return
         array = value["array"]
         for index in range(min(length, MAX_ELEMENTS)):
             self._value((array + index).dereference(), f"{path}[{index}]", where, depth)
         if length > MAX_ELEMENTS:
-            self.unreadable.append(f"{where}:{path} (slice, truncated at {MAX_ELEMENTS})")
+            self._cut(where, path, "truncated", "slice", MAX_ELEMENTS, length)
 
     def _map(self, value, path, where, depth):
         if int(value) == 0:
@@ -141,7 +146,7 @@ class Walk:
         if "used" in {f.name for f in header.type.strip_typedefs().fields()} and int(header["used"]) == 0:
             return  # an empty swiss map may have no groups yet
         if _map_printer is None:
-            self.unreadable.append(f"{where}:{path} (map: runtime-gdb.py not loaded)")
+            self._cut(where, path, "unsupported", "map", detail="runtime-gdb.py not loaded")
             return
         children = _map_printer(value.dereference()).children()
         count = 0
@@ -152,7 +157,7 @@ class Walk:
                 continue
             count += 1
             if count > MAX_ELEMENTS:
-                self.unreadable.append(f"{where}:{path} (map, truncated at {MAX_ELEMENTS})")
+                self._cut(where, path, "truncated", "map", MAX_ELEMENTS)
                 return
             if str(key.type) == "string":
                 key_text = _read_string(key)
@@ -173,7 +178,7 @@ class Walk:
         dynamic = _dynamic_type(int(type_pointer))
         if dynamic is None:
             name = _type_names.get(int(type_pointer) - (_types_base or 0), "?")
-            self.unreadable.append(f"{where}:{path} (interface: gdb has no type {name})")
+            self._cut(where, path, "unsupported", "interface", detail=f"gdb has no type {name}")
             return
         if _direct(dynamic):
             inner = data.cast(dynamic)
@@ -304,10 +309,13 @@ class Probe(gdb.Breakpoint):
         frame = gdb.newest_frame()
         walk = Walk(_config["sentinels"])
         arguments, locals_ = _symbols(frame)
+        result_types = []
         for symbol in arguments:
             is_result = symbol.name in self.results or RESULT_NAME.match(symbol.name)
             if is_result and self.kind == "call":
                 continue  # results hold garbage at entry
+            if is_result:
+                result_types.append(str(symbol.type))
             walk.value(symbol.value(frame), symbol.name, "return" if is_result else "argument")
         if self.kind == "return":
             for symbol in locals_:
@@ -323,6 +331,7 @@ class Probe(gdb.Breakpoint):
             "stack": _stack(frame),
             "sightings": walk.sightings,
             "unreadable": walk.unreadable,
+            "result_types": result_types,
             "nodes": walk.nodes,
         }
         gdb.write("annotrace-hit " + json.dumps(record, separators=(",", ":")) + "\n")

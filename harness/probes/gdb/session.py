@@ -25,7 +25,7 @@ from pathlib import Path
 from harness.console import warn
 from harness.errors import HarnessError
 from harness.probes.session import START_TIMEOUT, Collected, DebuggerSession, ProbeFault
-from harness.probes.events import Event, Frame, Sighting, relative_path
+from harness.probes.events import Event, Frame, Sighting, Unreadable, relative_path
 from harness.toolchain.gocmd import go_query
 
 PROBE_SCRIPT = Path(__file__).resolve().parent / "gdbprobe.py"
@@ -63,7 +63,8 @@ def record_to_event(record: dict, process: str, seq: int, probe_pass: int, when:
         goroutine=record["goroutine"],
         stack=stack,
         sightings=list(dict.fromkeys(Sighting(s["value"], s["where"], s["path"]) for s in record["sightings"])),
-        unreadable=list(record["unreadable"]),
+        unreadable=[Unreadable(**u) for u in record["unreadable"]],
+        result_types=list(record.get("result_types") or []),
         probe_pass=probe_pass,
         time=when,
         backend="gdb",
@@ -266,9 +267,11 @@ class GdbSession(DebuggerSession):
         self.setup_seconds += time.monotonic() - started
 
     # Collection.
-    def start_collecting(self, sentinels: list[str], probe_pass: int, seq_lock: threading.Lock,
+    def start_collecting(self, matcher, probe_pass: int, seq_lock: threading.Lock,
                          counter: list[int], started: float) -> None:
-        """Run (exec) or continue (attach) the target; a reader thread turns console hits into events."""
+        """Run (exec) or continue (attach) the target; a reader thread turns console hits into events.
+
+        gdbprobe.py searches for the sentinels given at construction (exact matches), not `matcher`."""
         assert self.controller is not None
 
         def loop() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.actions import plain_launcher, run_action
 from harness.console import step
 from harness.errors import HarnessError
-from harness.probes.events import Event, Frame, Sighting, relative_path
+from harness.probes.events import Event, Frame, Sighting, Unreadable, relative_path
 from harness.probes.passes import PassResult
 from harness.probes.plan import ResolvedPlan
 
@@ -111,7 +111,7 @@ def log_to_event(entry: dict, process: str, seq: int, probe_pass: int, started_n
         goroutine=entry["goroutine"],
         stack=stack,
         sightings=list(dict.fromkeys(Sighting(s["v"], s["w"], s["p"]) for s in payload.get("s") or [])),
-        unreadable=list(payload.get("u") or []),
+        unreadable=[Unreadable(**u) for u in payload.get("u") or []],
         probe_pass=probe_pass,
         time=round((entry["time_ns"] - started_ns) / 1e9, 6),
         backend="gotrace",

@@ -156,20 +156,30 @@ type sighting struct {
 	Path  string `json:"p"`
 }
 
+// unreadable is a value that could not be read in full (harness.probes.events.Unreadable).
+type unreadable struct {
+	Where   string `json:"where"`
+	Path    string `json:"path"`
+	Reason  string `json:"reason"`
+	Content string `json:"content"`
+	Loaded  *int   `json:"loaded"`
+	Detail  string `json:"detail"`
+}
+
 type record struct {
-	Kind       string     `json:"k"`
-	Function   string     `json:"f"`
-	File       string     `json:"file"`
-	Line       int        `json:"line"`
-	Sightings  []sighting `json:"s"`
-	Unreadable []string   `json:"u"`
+	Kind       string       `json:"k"`
+	Function   string       `json:"f"`
+	File       string       `json:"file"`
+	Line       int          `json:"line"`
+	Sightings  []sighting   `json:"s"`
+	Unreadable []unreadable `json:"u"`
 	nodes      int
 	seen       map[uintptr]bool
 }
 
 func newRecord(kind, function, file string, line int) *record {
 	return &record{Kind: kind, Function: function, File: file, Line: line, Sightings: []sighting{},
-		Unreadable: []string{}}
+		Unreadable: []unreadable{}}
 }
 
 func (r *record) log() {
@@ -186,7 +196,7 @@ func (r *record) walk(value any, name, where string) {
 	r.seen = map[uintptr]bool{}
 	defer func() {
 		if recovered := recover(); recovered != nil {
-			r.Unreadable = append(r.Unreadable, fmt.Sprintf("%s:%s (panic: %v)", where, name, recovered))
+			r.cut(name, where, "error", "value", -1, fmt.Sprintf("panic: %v", recovered))
 		}
 	}()
 	r.value(reflect.ValueOf(value), name, where, 0)
@@ -200,8 +210,12 @@ func (r *record) text(text, path, where string) {
 	}
 }
 
-func (r *record) cut(path, where, why string) {
-	r.Unreadable = append(r.Unreadable, fmt.Sprintf("%s:%s (%s)", where, path, why))
+func (r *record) cut(path, where, reason, content string, loaded int, detail string) {
+	u := unreadable{Where: where, Path: path, Reason: reason, Content: content, Detail: detail}
+	if loaded >= 0 {
+		u.Loaded = &loaded
+	}
+	r.Unreadable = append(r.Unreadable, u)
 }
 
 func (r *record) value(v reflect.Value, path, where string, depth int) {
@@ -211,7 +225,7 @@ func (r *record) value(v reflect.Value, path, where string, depth int) {
 	r.nodes++
 	if r.nodes > maxNodes {
 		if r.nodes == maxNodes+1 {
-			r.cut(path, where, "budget")
+			r.cut(path, where, "budget", "value", -1, "")
 		}
 		return
 	}
@@ -238,7 +252,7 @@ func (r *record) value(v reflect.Value, path, where string, depth int) {
 		for iter.Next() {
 			count++
 			if count > maxElements {
-				r.cut(path, where, fmt.Sprintf("map, truncated at %d", maxElements))
+				r.cut(path, where, "truncated", "map", maxElements, "")
 				return
 			}
 			key := iter.Key()
@@ -280,7 +294,7 @@ func (r *record) elements(v reflect.Value, path, where string, depth int) {
 	if n > maxElements {
 		switch v.Type().Elem().Kind() {
 		case reflect.String, reflect.Struct, reflect.Map, reflect.Pointer, reflect.Interface, reflect.Slice:
-			r.cut(path, where, fmt.Sprintf("slice, truncated at %d", maxElements))
+			r.cut(path, where, "truncated", "slice", maxElements, "")
 		}
 	}
 }
