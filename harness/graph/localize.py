@@ -203,6 +203,7 @@ class Handling:
     changed: list[str] = field(default_factory=list)  # what left it holds V changed
     wrote_without: list[str] = field(default_factory=list)  # its own writes, which lacked V
     kept_for_caller: bool = False
+    held_since: int | None = None  # the event from which it is known to have held V (None: only at its return)
     lost_input: bool = False  # an argument held V at entry and not at return, and no probed callee was given V
     in_locals: bool = False  # V was in its own variables at return (locals, captured variables)
     returns_data: bool = False
@@ -328,9 +329,11 @@ def handle(invocation: Invocation, value: str, nesting: _Nesting, by_function: d
     held_since = call.seq if call and (entry_args or captured) else min(
         (c.ret.seq for c in children if c.ret and _exact(c.ret, value, "return")
          and bool(c.callers) and c.callers[0] == invocation.function), default=None)
+    h.held_since = held_since
     for child in children:
         role = io_role(child.function)
-        received = _exact(child.call, value, "argument")
+        # Given V: in its arguments, or (a closure) in what it captured when it was built.
+        received = _exact(child.call, value, "argument") or _exact(child.ret, value, "captured")
         exact, changed = _outputs(child, value)
         if role == "write":
             if not _own(child, invocation, scope):

@@ -158,7 +158,7 @@ def next_probes(localizations: dict[str, Localization], events: list[Event], pla
                            f"{len(added)} unprobed function(s)")
             # The code between it and the writes it made (interface calls: not static).
             for h in top.invocations:
-                for frame in _frames_to_writes(h.invocation, events, module):
+                for frame in _frames_to_writes(h.invocation, events, module, h.held_since):
                     if adding.add(top.process, frame):
                         why.append(f"{_short(frame)} is on the way from {_short(top.function)} to a write")
             # V ended in its own variables and it returns no data (nothing shows what it made instead),
@@ -179,6 +179,9 @@ def next_probes(localizations: dict[str, Localization], events: list[Event], pla
             for note in loc.waiting:
                 if top.function in note:
                     why += _up_from_waiting(loc, adding, module, note)
+            # Where a holder handed it on to a caller nobody probed, the value went on past what was
+            # seen: that caller may carry it further than the candidate (and lose it elsewhere).
+            why += _handed_up_leads(loc, processes, module, adding)
             if why:
                 decision.why[value] = why
             else:
@@ -228,6 +231,12 @@ def _changed_leads(value, loc, events, processes, index, module, adding, entries
 def _up_leads(value, loc, events, processes, index, module, adding, entries) -> list[str]:
     """Closures that captured it, and callers nobody probed that it was handed back to."""
     why = _closure_leads(value, [e for e in events if e.process in processes], adding, module)
+    return why + _handed_up_leads(loc, processes, module, adding)
+
+
+def _handed_up_leads(loc, processes, module, adding) -> list[str]:
+    """Callers nobody probed that a holder handed the value back to (or kept it for)."""
+    why = []
     for h in loc.handlings:
         invocation = h.invocation
         if invocation.process not in processes:
@@ -332,15 +341,17 @@ def _widening_leads(value, loc, events, processes, index, module, adding, entrie
     return why
 
 
-def _frames_to_writes(invocation, events: list[Event], module: str) -> list[str]:
-    """Unprobed containerd frames between `invocation` and the probed writes made inside it."""
-    if invocation.call is None or invocation.ret is None:
+def _frames_to_writes(invocation, events: list[Event], module: str, since: int | None = None) -> list[str]:
+    """Unprobed containerd frames between `invocation` and the probed writes made inside it after `since`
+    (from when it held the value: a write before that cannot have carried it, or lost it)."""
+    if invocation.call is None or invocation.ret is None or since is None:
         return []
     frames = []
     for event in events:
         if event.kind != "call" or IO_FUNCTIONS.get(event.function) != "write" or event.process != invocation.process:
             continue
-        if not (invocation.call.seq < event.seq < invocation.ret.seq) or event.goroutine != invocation.goroutine:
+        if not (max(invocation.call.seq, since) < event.seq < invocation.ret.seq) or \
+                event.goroutine != invocation.goroutine:
             continue
         names = [f.function for f in event.stack[1:]]
         if invocation.function in names:

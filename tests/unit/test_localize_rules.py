@@ -141,6 +141,21 @@ def test_a_write_made_before_the_value_came_in_is_not_a_write_without_it():
     assert handling.wrote_without == ["with os.(*File).Write without it"]
 
 
+def test_a_closure_that_lost_what_it_captured_is_named_before_the_caller_that_then_wrote_without_it():
+    # NewContainer holds an option closure that captured V, applies it (the closure drops V), then
+    # sends the container without V: its write lacks V because the closure lost it.
+    run = Run()
+    run.enter(f"{M}/client.(*Client).NewContainer", arg("opts[1]{pkg/oci.WithAnnotations.func1}.annotations[\"k\"]"))
+    run.enter(f"{M}/pkg/oci.WithAnnotations.func1")
+    run.leave(captured('annotations["k"]'))
+    run.enter("google.golang.org/grpc.(*ClientConn).Invoke")
+    run.leave()
+    run.leave(arg("opts[1]{pkg/oci.WithAnnotations.func1}.annotations[\"k\"]"), results=("Container", "error"))
+    loc = localize(V, run.events, LOST_IN_CTR, scope=SCOPE)
+    assert loc.status == "dropped"
+    assert [c.function for c in loc.candidates] == [f"{M}/pkg/oci.WithAnnotations.func1"]
+
+
 def test_what_a_callee_hands_back_through_unprobed_frames_is_not_the_caller_s():
     run = Run()
     run.enter(f"{M}/pkg/oci.ApplyOpts")
