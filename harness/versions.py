@@ -33,6 +33,9 @@ class RpcJoin:
     # The library call that carries the request (its arguments hold the message): a value seen in it,
     # and then received by code of the server process, was sent on even where neither end is probed.
     transport: str = "google.golang.org/grpc.(*ClientConn).Invoke"
+    # Which part of the request carries which stage (a field name on the value's path where the server
+    # received it): a value sent as a label was not sent as part of the spec.
+    carries: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,8 @@ V1_LAYOUT = Layout(
     },
     rpc_joins=(
         RpcJoin("ctr", f"{V1_MODULE}.(*remoteContainers).Create", "containerd",
-                f"{V1_MODULE}/services/containers.(*local).Create"),
+                f"{V1_MODULE}/services/containers.(*local).Create",
+                carries=(("spec", ".Spec"), ("container-labels", ".Labels"))),
         RpcJoin("containerd", f"{V1_MODULE}/runtime/v2.(*shimTask).Create", SHIM,
                 f"{V1_MODULE}/runtime/v2/runc/task.(*service).Create", "github.com/containerd/ttrpc.(*Client).Call"),
     ),
@@ -208,7 +212,8 @@ V2_LAYOUT = Layout(
     },
     rpc_joins=(
         RpcJoin("ctr", f"{V2_MODULE}/client.(*remoteContainers).Create", "containerd",
-                f"{V2_MODULE}/plugins/services/containers.(*local).Create"),
+                f"{V2_MODULE}/plugins/services/containers.(*local).Create",
+                carries=(("spec", ".Spec"), ("container-labels", ".Labels"))),
         RpcJoin("containerd", f"{V2_MODULE}/core/runtime/v2.(*shimTask).Create", SHIM,
                 f"{V2_MODULE}/cmd/containerd-shim-runc-v2/task.(*service).Create",
                 "github.com/containerd/ttrpc.(*Client).Call"),

@@ -387,18 +387,24 @@ def handle(invocation: Invocation, value: str, nesting: _Nesting, by_function: d
     return h
 
 
-def _sent_over_transport(value: str, handlings: list[Handling], scope: Scope) -> set[str]:
-    """Processes whose RPC request (the join's transport call) held V, with code of the server process
-    receiving V in its arguments after it: they sent it on, whichever ends of the join were probed."""
+def _senders(value: str, handlings: list[Handling], scope: Scope, lost: str | None) -> set[str]:
+    """Processes that sent V on to the next one as part of the stage that lost it: their request (the join's
+    transport call, or its client function) held V, and code of the server process then received V
+    where the join carries that stage (a value sent as a label was not sent in the spec). Which ends
+    of the join were probed does not matter."""
     senders = set()
     for join in scope.rpc_joins:
+        part = dict(join.carries).get(lost or "")
+        if part is None:
+            continue
         sent = [h.invocation.first_seq for h in handlings if h.invocation.process == join.client_process
-                and h.invocation.function == join.transport and _exact(h.invocation.call, value, "argument")]
+                and h.invocation.function in (join.transport, join.client)
+                and _exact(h.invocation.call, value, "argument")]
         if not sent:
             continue
         if any(h.invocation.process == join.server_process and h.invocation.call is not None
-               and h.invocation.first_seq > min(sent) and _exact(h.invocation.call, value, "argument")
-               for h in handlings):
+               and h.invocation.first_seq > min(sent)
+               and any(part in p for p in _exact(h.invocation.call, value, "argument")) for h in handlings):
             senders.add(join.client_process)
     return senders
 
@@ -566,8 +572,7 @@ def localize(value: str, events: list[Event], stages: dict[str, bool | None] | b
                     grown = True
                     break
     # A process that sent V on to the next one (its RPC's handler received it) is upstream of the loss.
-    senders = {h.invocation.process for h in handlings.values() if any(p.startswith("sent to ") for p in h.out)}
-    senders |= _sent_over_transport(value, list(handlings.values()), scope)
+    senders = _senders(value, list(handlings.values()), scope, lost)
     if len(set(search) - senders) >= 1:
         search = tuple(p for p in search if p not in senders)
     result = Localization(value, "unresolved", first_seen=first_seen, last_carriers=last_carriers,
@@ -602,8 +607,22 @@ def localize(value: str, events: list[Event], stages: dict[str, bool | None] | b
     # callee it handed V to that lost it (produced data without it, or consumed it) is where it was
     # lost, even if the caller then wrote without it; a candidate deeper inside with evidence at
     # least as strong is too.
+    def given_below(h: Handling) -> set[int]:
+        """The invocations V was handed down to from `h`, callee by callee (each one given it by the last)."""
+        seen: set[int] = set()
+        frontier = list(h.children)
+        while frontier:
+            child = frontier.pop()
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            if id(child) in handlings:
+                frontier += handlings[id(child)].children
+        return seen
+
+    below = {id(h): given_below(h) for h in chosen}
     chosen = [h for h in chosen if not any(
-        other is not h and other.evidence_class >= 1 and other.invocation in h.children + h.dead_children
+        other is not h and other.evidence_class >= 1 and id(other.invocation) in below[id(h)]
         or other is not h and other.evidence_class >= h.evidence_class
         and h.invocation in _ancestors(other.invocation, [h.invocation], nesting) for other in chosen)]
     for h in handlings.values():

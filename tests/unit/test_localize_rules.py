@@ -156,6 +156,33 @@ def test_a_closure_that_lost_what_it_captured_is_named_before_the_caller_that_th
     assert [c.function for c in loc.candidates] == [f"{M}/pkg/oci.WithAnnotations.func1"]
 
 
+def _sent(path_in_daemon: str) -> Run:
+    # ctr builds the spec without V (a candidate that wrote without it), sends V in the request all the
+    # same (as a label, or inside the spec), and the daemon's handler receives it there.
+    run = Run()
+    run.enter(f"{M}/pkg/oci.WithImageConfigArgs.func1", arg('image.Config.Labels["k"]'))
+    run.enter("google.golang.org/grpc.(*ClientConn).Invoke")
+    run.leave()
+    run.leave(arg('image.Config.Labels["k"]'))
+    run.enter("google.golang.org/grpc.(*ClientConn).Invoke", arg('args.Container.Labels["k"]'))
+    run.leave(arg('args.Container.Labels["k"]'))
+    run.enter(f"{M}/plugins/services/containers.(*local).Create", arg(path_in_daemon), process="containerd")
+    run.leave(arg(path_in_daemon), process="containerd", results=("*CreateContainerResponse", "error"))
+    return run
+
+
+def test_a_value_sent_on_as_a_label_was_not_sent_in_the_spec():
+    loc = localize(V, _sent('req.Container.Labels["k"]').events, LOST_IN_CTR, scope=SCOPE)
+    assert loc.search == ("ctr", "containerd")
+    assert loc.drop.function == f"{M}/pkg/oci.WithImageConfigArgs.func1"
+
+
+def test_a_value_the_next_process_received_in_the_spec_was_lost_there_not_by_the_sender():
+    loc = localize(V, _sent("req.Container.Spec.Value (bytes)").events, LOST_IN_CTR, scope=SCOPE)
+    assert loc.search == ("containerd",)
+    assert loc.drop is None or loc.drop.process == "containerd"
+
+
 def test_what_a_callee_hands_back_through_unprobed_frames_is_not_the_caller_s():
     run = Run()
     run.enter(f"{M}/pkg/oci.ApplyOpts")
