@@ -83,8 +83,7 @@ class _Additions:
             return False
         if function not in self.available.get(process, set()):
             return False
-        if function in self.ordered[process]:
-            return False
+        # Already queued for another sentinel: a lead for this one too (so it does not widen further).
         self.ordered[process][function] = None
         return True
 
@@ -241,6 +240,8 @@ def _handed_up_leads(loc, processes, module, adding) -> list[str]:
         invocation = h.invocation
         if invocation.process not in processes:
             continue  # upstream of a stage that still had it
+        if IO_FUNCTIONS.get(invocation.function) == "write":
+            continue  # the value left through it: what its callers do with the message tells nothing
         if _echoes(h):
             continue  # its caller gave it V and gets it back as it gave it: the caller had it already
         event = invocation.ret or invocation.call

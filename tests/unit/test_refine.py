@@ -187,3 +187,37 @@ def test_a_candidate_that_kept_the_value_to_itself_is_not_pinned_before_the_writ
                "containerd": [], SHIM: []}
     decision = next_probes({V: loc}, run.events, watched, Index(table), SCOPE, every)
     assert V in decision.stops and decision.stops[V].startswith("pinned: client.A")
+
+
+def test_a_write_that_held_the_value_is_never_followed_up_to_its_callers():
+    # ctr's images.Config holds V and drops it; the daemon's stream SendMsg sent V out earlier (the blob
+    # to ctr): the wrappers above that write are no lead for the drop.
+    run = Run()
+    run.stack.append(f"{M}/cmd/containerd/server.(*wrappedSSWithContext).SendMsg")  # not probed
+    run.enter("google.golang.org/grpc.(*serverStream).SendMsg", arg("m.Data (bytes)"), process="containerd")
+    run.leave(arg("m.Data (bytes)"), process="containerd")
+    run.stack.pop()
+    run.enter(f"{M}/core/images.Config")
+    run.leave(local('manifest.Annotations["k"]'), results=("ocispec.Descriptor", "error"))
+    plan = {"ctr": [f"{M}/core/images.Config"], "containerd": ["google.golang.org/grpc.(*serverStream).SendMsg"]}
+    decision = decide(run, LOST_IN_CTR, plan, {})
+    assert decision.stops[V].startswith("pinned: core/images.Config")
+    assert decision.add["containerd"] == []
+
+
+def test_sentinels_that_share_a_lead_do_not_widen_past_it():
+    # Neither value was seen in ctr; where values enter ctr is the lead for both. The second one must
+    # not fall through to widening because the first one queued that lead already.
+    run = Run()
+    run.enter(f"{M}/client.A")
+    run.leave()
+    other = V.replace("abcdef00", "abcdef01")
+    locs = {v: localize(v, run.events, LOST_IN_CTR, scope=SCOPE) for v in (V, other)}
+    assert {loc.status for loc in locs.values()} == {"not-seen"}
+    entry = f"{M}/core/content.ReadBlob"
+    table = {f"{M}/client.A": [f"{M}/client.B"]}
+    every = {"ctr": {f"{M}/client.A", f"{M}/client.B", entry}, "containerd": set(), SHIM: set()}
+    decision = next_probes(locs, run.events, {"ctr": [f"{M}/client.A"], "containerd": [], SHIM: []}, Index(table),
+                           SCOPE, every, {"ctr": [entry]})
+    assert decision.add["ctr"] == [entry]
+    assert all(any("where values enter" in w for w in decision.why[v]) for v in (V, other))
