@@ -181,6 +181,9 @@ def next_probes(localizations: dict[str, Localization], events: list[Event], pla
             # Where a holder handed it on to a caller nobody probed, the value went on past what was
             # seen: that caller may carry it further than the candidate (and lose it elsewhere).
             why += _handed_up_leads(loc, processes, module, adding)
+            # A changed form was held and the candidate did not change it: whoever did is not probed yet.
+            if max(h.evidence_class for h in top.invocations) < 4:
+                why += _changed_leads(value, loc, events, processes, index, module, adding, entries or {})
             if why:
                 decision.why[value] = why
             else:

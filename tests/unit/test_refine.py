@@ -221,3 +221,21 @@ def test_sentinels_that_share_a_lead_do_not_widen_past_it():
                            SCOPE, every, {"ctr": [entry]})
     assert decision.add["ctr"] == [entry]
     assert all(any("where values enter" in w for w in decision.why[v]) for v in (V, other))
+
+
+def test_a_changed_form_is_followed_to_whoever_changed_it_even_when_a_candidate_is_named():
+    # The bundle got V upper-cased; a later reader (Delete) kept V itself in its locals. The changer is
+    # not probed yet: the caller of the first function that held the changed form is probed next.
+    run = Run()
+    run.stack.append(f"{M}/plugins/services/tasks.(*local).Create")  # not probed
+    run.enter(f"{M}/core/runtime/v2.(*TaskManager).Create", arg("opts.Spec.Value (bytes)", match="case"),
+              process="containerd")
+    run.leave(arg("opts.Spec.Value (bytes)", match="case"), process="containerd", results=("Task", "error"))
+    run.stack.pop()
+    run.enter(f"{M}/core/runtime/v2.(*TaskManager).Delete", process="containerd")
+    run.leave(local("container.Spec.Value (bytes)"), process="containerd", results=("*TaskExit", "error"))
+    stages = {"spec": True, "bundle": False, "runtime": False}
+    decision = decide(run, stages, {"containerd": [f"{M}/core/runtime/v2.(*TaskManager).Create",
+                                                   f"{M}/core/runtime/v2.(*TaskManager).Delete"]}, {})
+    assert f"{M}/plugins/services/tasks.(*local).Create" in decision.add["containerd"]
+    assert V not in decision.stops
