@@ -193,6 +193,8 @@ def next_probes(localizations: dict[str, Localization], events: list[Event], pla
         # unresolved or not-seen: in each process that produces the stage that lost it, the leads
         # most telling first; a tier is followed only when the ones before it gave nothing to probe.
         for process in processes:
+            if _went_through(loc, process, module):
+                continue  # every function there that held it sent it out: the leads are elsewhere
             for tiers in ((_changed_leads,), (_up_leads, _terminal_leads), (_holder_leads, _writer_leads),
                           (_entry_leads,), (_widening_leads,)):
                 found = [w for tier in tiers for w in tier(value, loc, events, (process,), index, module, adding,
@@ -208,6 +210,14 @@ def next_probes(localizations: dict[str, Localization], events: list[Event], pla
             decision.stops[value] = f"{loc.status}: nothing left to probe ({reason})"
     decision.add = adding.result()
     return decision
+
+
+def _went_through(loc, process: str, module: str) -> bool:
+    """Whether the value only went through `process`: every function of containerd's code there that held
+    it sent it out of the process (a write holding it, an RPC the next process received)."""
+    here = [h for h in loc.handlings if h.invocation.process == process
+            and IO_FUNCTIONS.get(h.invocation.function) is None and in_scope(h.invocation.function, module)]
+    return bool(here) and all(h.out for h in here)
 
 
 def _changed_leads(value, loc, events, processes, index, module, adding, entries) -> list[str]:

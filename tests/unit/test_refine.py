@@ -239,3 +239,23 @@ def test_a_changed_form_is_followed_to_whoever_changed_it_even_when_a_candidate_
                                                    f"{M}/core/runtime/v2.(*TaskManager).Delete"]}, {})
     assert f"{M}/plugins/services/tasks.(*local).Create" in decision.add["containerd"]
     assert V not in decision.stops
+
+
+def test_no_widening_in_a_process_the_value_only_went_through():
+    # The daemon read V from its store and sent it out (a stream write); ctr got it and handed it to an
+    # unprobed caller. Leads are in ctr; the daemon is not widened.
+    run = Run()
+    run.enter(f"{M}/plugins/services/content/contentserver.(*service).Read", process="containerd")
+    run.enter("google.golang.org/grpc.(*serverStream).SendMsg", arg("m.Data (bytes)"), process="containerd")
+    run.leave(arg("m.Data (bytes)"), process="containerd")
+    run.leave(local("p (bytes)"), process="containerd")
+    run.stack.append(f"{M}/core/images.Manifest.func1")  # not probed
+    run.enter(f"{M}/core/content.ReadBlob")
+    run.leave(ret("~r0 (bytes)"), results=("[]uint8", "error"))
+    table = {f"{M}/plugins/services/content/contentserver.(*service).Read": [f"{M}/core/content.(*store).ReaderAt"]}
+    plan = {"ctr": [f"{M}/core/content.ReadBlob"],
+            "containerd": [f"{M}/plugins/services/content/contentserver.(*service).Read",
+                           "google.golang.org/grpc.(*serverStream).SendMsg"]}
+    decision = decide(run, LOST_IN_CTR, plan, table)
+    assert decision.add["ctr"] == [f"{M}/core/images.Manifest.func1"]
+    assert decision.add["containerd"] == []
