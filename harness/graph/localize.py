@@ -465,7 +465,8 @@ class Candidate:
         return f"{value_label}: {held}; {how}; not passed to any probed callee"
 
 
-def _rank(candidate: Candidate, sink_roots: tuple[str, ...], roots: tuple[str, ...], inner: int) -> tuple:
+def _rank(candidate: Candidate, sink_roots: tuple[str, ...], roots: tuple[str, ...], inner: int,
+          consistent: bool = True) -> tuple:
     on_sink = any(root in h.invocation.frames for h in candidate.invocations for root in (*roots, *sink_roots))
     candidate.on_sink_path = on_sink
     strength = max(h.evidence_class for h in candidate.invocations)
@@ -488,7 +489,9 @@ def _rank(candidate: Candidate, sink_roots: tuple[str, ...], roots: tuple[str, .
         f"{depth} frames deep, {paths} distinct call path(s), {len(candidate.invocations)} invocation(s)",
         f"last seen at event {last}",
     ]
-    return (candidate.valid, strength, -specificity, inner, on_sink, depth, explicit, paths, last)
+    if not consistent:
+        candidate.reasons.insert(1, "passed the value on in other invocations")
+    return (candidate.valid, consistent, strength, -specificity, inner, on_sink, depth, explicit, paths, last)
 
 
 @dataclass
@@ -642,7 +645,10 @@ def localize(value: str, events: list[Event], stages: dict[str, bool | None] | b
     ranked = list(grouped.values())
     for candidate in ranked:
         inner = max(len([o for o in _ancestors(h.invocation, chosen_invocations, nesting)]) for h in candidate.invocations)
-        candidate.score = _rank(candidate, scope.sink_roots, roots, inner)
+        # Every invocation that held the value lost it, or only some (the others passed it on).
+        consistent = all(not h.passed for h in handlings.values()
+                         if (h.invocation.process, h.invocation.function) == (candidate.process, candidate.function))
+        candidate.score = _rank(candidate, scope.sink_roots, roots, inner, consistent)
     ranked.sort(key=lambda c: c.score, reverse=True)
     result.candidates = ranked
     if ranked and ranked[0].valid:

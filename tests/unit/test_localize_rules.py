@@ -183,6 +183,24 @@ def test_a_value_the_next_process_received_in_the_spec_was_lost_there_not_by_the
     assert loc.drop is None or loc.drop.process == "containerd"
 
 
+def test_a_function_that_passed_the_value_on_in_other_invocations_ranks_below_one_that_always_lost_it():
+    # The daemon's content Read sent the blob out four times and once not (the reader stopped early);
+    # ctr's Config lost the annotation every time it held it: Config is named.
+    run = Run()
+    for sent in (True, True, False):
+        run.enter(f"{M}/plugins/services/content/contentserver.(*service).Read", process="containerd")
+        if sent:
+            run.enter("google.golang.org/grpc.(*serverStream).SendMsg", arg("m.Data (bytes)"), process="containerd")
+            run.leave(arg("m.Data (bytes)"), process="containerd")
+        run.leave(local("p (bytes)"), process="containerd")
+    run.enter(f"{M}/core/images.Config")
+    run.leave(local('manifest.Annotations["k"]'), results=("ocispec.Descriptor", "error"))
+    loc = localize(V, run.events, LOST_IN_CTR, scope=SCOPE)
+    assert loc.drop.function == f"{M}/core/images.Config"
+    read = next(c for c in loc.candidates if c.function.endswith("contentserver.(*service).Read"))
+    assert "passed the value on in other invocations" in read.reasons
+
+
 def test_what_a_callee_hands_back_through_unprobed_frames_is_not_the_caller_s():
     run = Run()
     run.enter(f"{M}/pkg/oci.ApplyOpts")
