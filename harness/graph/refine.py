@@ -175,11 +175,9 @@ def next_probes(localizations: dict[str, Localization], events: list[Event], pla
             related = [h.invocation for h in top.invocations] + dead
             why += _closure_leads(value, [e for i in related for e in (i.call, i.ret) if e is not None], adding,
                                   module)
-            for note in loc.waiting:
-                if top.function in note:
-                    why += _up_from_waiting(loc, adding, module, note)
-            # Where a holder handed it on to a caller nobody probed, the value went on past what was
-            # seen: that caller may carry it further than the candidate (and lose it elsewhere).
+            # Where a holder (the candidate itself included) handed it on to a caller nobody probed, or
+            # kept it for one, the value went on past what was seen: that caller may carry it further
+            # than the candidate (and lose it elsewhere).
             why += _handed_up_leads(loc, processes, module, adding)
             # A changed form was held and the candidate did not change it: whoever did is not probed yet.
             if max(h.evidence_class for h in top.invocations) < 4:
@@ -261,7 +259,8 @@ def _handed_up_leads(loc, processes, module, adding) -> list[str]:
         if (h.up or h.kept_for_caller) and event is not None:
             caller = _callers_above(event, module)
             if caller and adding.add(invocation.process, caller):
-                why.append(f"{_short(invocation.function)} handed it back to {_short(caller)}, not probed")
+                how = "handed it back to" if h.up else "kept it for"
+                why.append(f"{_short(invocation.function)} {how} {_short(caller)}, not probed")
         if any(p.startswith("captured ") for p in h.up) and (outer := enclosing(invocation.function)):
             if adding.add(invocation.process, outer):
                 why.append(f"{_short(invocation.function)} wrote it into a variable of {_short(outer)}")
@@ -398,18 +397,6 @@ def _io_reachable(index, process: str, functions: list[str], depth: int = 2,
         return []
     reach = index.reachable(process, functions, depth=depth)
     return sorted((f for f in reach if IO_FUNCTIONS.get(f) in roles), key=lambda f: reach[f])
-
-
-def _up_from_waiting(loc: Localization, adding: _Additions, module: str, note: str) -> list[str]:
-    """A value kept for an unprobed caller: probe that caller."""
-    reasons = []
-    for h in loc.handlings:
-        if h.invocation.function in note and h.kept_for_caller:
-            event = h.invocation.ret or h.invocation.call
-            caller = _callers_above(event, module) if event else None
-            if caller and adding.add(h.invocation.process, caller):
-                reasons.append(f"{_short(h.invocation.function)} kept it for {_short(caller)}, not probed")
-    return reasons
 
 
 def _short(function: str) -> str:
