@@ -152,14 +152,13 @@ def _resolved_entries(layout, functions: dict[str, list[str]]) -> dict[str, list
 
 def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options, backend) -> ProbeOutcome:
     layout = layout_for_module(context.build.module)
-    scope = Scope.of(layout)
     passes: list[PassResult] = []
     refinement: list[dict] = []
     stops: dict[str, str] = {}
     all_events: list[Event] = []
     localizations: dict[str, Localization] = {}
     try:
-        plan = _passes(context, plan, container_id, options, backend, scope, passes, refinement, stops, all_events,
+        plan = _passes(context, plan, container_id, options, backend, layout, passes, refinement, stops, all_events,
                        localizations)
     finally:
         backend.close()
@@ -177,10 +176,10 @@ def probe_and_localize(context, plan: ResolvedPlan, container_id: str, options, 
     return outcome
 
 
-def _passes(context, plan: ResolvedPlan, container_id: str, options, backend, scope: Scope, passes: list,
+def _passes(context, plan: ResolvedPlan, container_id: str, options, backend, layout, passes: list,
             refinement: list, stops: dict, all_events: list, localizations: dict) -> ResolvedPlan:
     """Run passes until every sentinel is settled (or the pass limit); fills the lists and dicts given."""
-    layout = layout_for_module(context.build.module)
+    scope = Scope.of(layout)
     functions = _functions(context.build)
     available = {p: set(names) for p, names in functions.items()}
     entries = _resolved_entries(layout, functions)
